@@ -4,6 +4,17 @@ Every public name is importable from here; the modules below are private.
 """
 
 from asyncsession import exc
+from asyncsession.engine.result import (
+    AsyncMappingResult,
+    AsyncResult,
+    AsyncScalarResult,
+    FrozenResult,
+    MappingResult,
+    Result,
+    Row,
+    RowMapping,
+    ScalarResult,
+)
 from asyncsession.exc import (
     ArgumentError,
     AsyncSessionError,
@@ -130,6 +141,9 @@ __all__ = [
     "JSON",
     "Alias",
     "ArgumentError",
+    "AsyncMappingResult",
+    "AsyncResult",
+    "AsyncScalarResult",
     "AsyncSessionError",
     "BigInteger",
     "BindParameter",
@@ -159,6 +173,7 @@ __all__ = [
     "Float",
     "ForeignKey",
     "ForeignKeyConstraint",
+    "FrozenResult",
     "IllegalStateChangeError",
     "Index",
     "Insert",
@@ -170,6 +185,7 @@ __all__ = [
     "InvalidRequestError",
     "Join",
     "LargeBinary",
+    "MappingResult",
     "MetaData",
     "MultipleResultsFound",
     "NoReferenceError",
@@ -183,6 +199,10 @@ __all__ = [
     "PrimaryKeyConstraint",
     "ProgrammingError",
     "ResourceClosedError",
+    "Result",
+    "Row",
+    "RowMapping",
+    "ScalarResult",
     "Select",
     "SmallInteger",
     "StaleDataError",

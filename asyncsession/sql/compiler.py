@@ -39,6 +39,7 @@ from asyncsession.sql.elements import (
     ColumnElement,
     Label,
     TextClause,
+    Tuple,
 )
 from asyncsession.sql.selectable import (
     CTE,
@@ -69,6 +70,9 @@ class _Slot:
     processor: Callable[[Any], Any] | None
     extra: Any = None
     validator: Callable[[Any], None] | None = None
+    # A context-taking default: the row's values given in the statement, as
+    # (column key, index into extracted); execute-time parameters come on top.
+    row: tuple[tuple[str, int], ...] = ()
 
 
 class DefaultContext:
@@ -84,6 +88,41 @@ class DefaultContext:
 
 
 _EMPTY: Mapping[str, Any] = {}
+
+
+def _accepts_of(slot: _Slot) -> Callable[[Any], bool] | None:
+    """A fast acceptance predicate for an execute-time value, or None to skip checks.
+
+    A type's ``validate_bind_value`` raises with a message; when the type also has
+    the ``_accepts`` predicate it is built on, the hot loop calls that instead.
+    """
+    validator = slot.validator
+    if validator is None:
+        return None
+    type_ = getattr(validator, "__self__", None)
+    accepts = getattr(type_, "_accepts", None)
+    if accepts is None:
+        return lambda value: _passes(validator, value)
+    return accepts  # type: ignore[no-any-return]
+
+
+def _passes(validator: Callable[[Any], None], value: Any) -> bool:
+    try:
+        validator(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _current_parameters(
+    slot: _Slot, extracted: Sequence[BindParameter], params: Mapping[str, Any]
+) -> Mapping[str, Any]:
+    """The row a context-taking default sees: values() of the statement, then params."""
+    if not slot.row:
+        return params
+    current = {key: extracted[index].effective_value() for key, index in slot.row}
+    current.update(params)
+    return current
 
 
 @attrs.frozen(slots=True, eq=False)
@@ -103,6 +142,16 @@ class Compiled:
     is_delete: bool = False
     param_names: tuple[str, ...] = ()
     known_keys: frozenset[str] = frozenset()
+    # The slots flattened for the hot loop: (kind, index, key, processor, accepts, slot).
+    # ``accepts`` is the type's cheap predicate; the full validator only words errors.
+    _plan: tuple[tuple[Any, ...], ...] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        plan = tuple(
+            (slot.kind, slot.index, slot.key, slot.processor, _accepts_of(slot), slot)
+            for slot in self.slots
+        )
+        object.__setattr__(self, "_plan", plan)
 
     def construct_params(
         self, extracted: Sequence[BindParameter], params: Mapping[str, Any] | None = None
@@ -123,27 +172,26 @@ class Compiled:
             )
         out: list[Any] = []
         append = out.append
-        for slot in self.slots:
-            kind = slot.kind
-            if kind == _BIND:
-                bind = extracted[slot.index]
-                value = bind.value if bind.callable is None else bind.callable()
-            elif kind == _PARAM:
+        for kind, index, key, processor, accepts, slot in self._plan:
+            if kind == _PARAM:
                 try:
-                    value = params[slot.key]
+                    value = params[key]
                 except KeyError:
-                    raise self._missing(slot.key) from None
-                if slot.validator is not None and value is not None:
+                    raise self._missing(key) from None
+                if accepts is not None and value is not None and not accepts(value):
                     self._validate(slot, value)
+            elif kind == _BIND:
+                bind = extracted[index]
+                value = bind.value if bind.callable is None else bind.callable()
             elif kind == _NAMED:
-                if slot.key in params:
-                    value = params[slot.key]
-                    if slot.validator is not None and value is not None:
+                if key in params:
+                    value = params[key]
+                    if accepts is not None and value is not None and not accepts(value):
                         self._validate(slot, value)
                 else:
-                    bind = extracted[slot.index]
+                    bind = extracted[index]
                     if bind.required:
-                        raise self._missing(slot.key)
+                        raise self._missing(key)
                     value = bind.value if bind.callable is None else bind.callable()
             elif kind == _EXPAND:
                 seq: Any = extracted[slot.index].value
@@ -153,14 +201,15 @@ class Compiled:
                 default = slot.extra
                 if default.is_callable:
                     value = (
-                        default.arg(DefaultContext(params))
+                        default.arg(DefaultContext(_current_parameters(slot, extracted, params)))
                         if default.takes_context
                         else default.arg()
                     )
                 else:
                     value = default.arg
-            if value is not None and slot.processor is not None:
-                value = slot.processor(value)
+            # Processors see None too: JSON stores null, a TypeDecorator may map it.
+            if processor is not None:
+                value = processor(value)
             append(value)
         return out
 
@@ -388,7 +437,7 @@ class SQLCompiler:
             )
         processor = bind.type.bind_processor(self.dialect)
         if bind.expanding:
-            return self._expanding(bind, index, processor)
+            return self._expanding(bind, index, processor, kw.get("in_types"))
         if bind.unique:
             return self._add_slot(_Slot(_BIND, index, bind.key, processor))
         self.named_keys.add(bind.key)
@@ -396,8 +445,13 @@ class SQLCompiler:
         return self._add_slot(_Slot(_NAMED, index, bind.key, processor, None, validator))
 
     def _expanding(
-        self, bind: BindParameter, index: int, processor: Callable[[Any], Any] | None
+        self,
+        bind: BindParameter,
+        index: int,
+        processor: Callable[[Any], Any] | None,
+        in_types: Sequence[TypeEngine[Any]] | None,
     ) -> str:
+        # in_types: the types of the left side of IN, one per tuple position.
         values = bind.value
         if values is None:
             raise exc.CompileError(
@@ -405,12 +459,21 @@ class SQLCompiler:
                 "statement is built: bindparam(key, [values...], expanding=True)"
             )
         if not values:
-            return self.empty_in()
+            return self.empty_in(in_types or (bind.type,))
         if isinstance(values[0], tuple):
+            processors = [t.bind_processor(self.dialect) for t in in_types or ()]
             rows = []
             for i, row in enumerate(values):
                 cells = [
-                    self._add_slot(_Slot(_EXPAND, index, bind.key, None, (i, j)))
+                    self._add_slot(
+                        _Slot(
+                            _EXPAND,
+                            index,
+                            bind.key,
+                            processors[j] if j < len(processors) else None,
+                            (i, j),
+                        )
+                    )
                     for j in range(len(row))
                 ]
                 rows.append("(" + ", ".join(cells) + ")")
@@ -421,8 +484,9 @@ class SQLCompiler:
         ]
         return "(" + ", ".join(cells) + ")"
 
-    def empty_in(self) -> str:
-        return "(SELECT 1 WHERE 1 != 1)"
+    def empty_in(self, types: Sequence[TypeEngine[Any]]) -> str:
+        """An empty set for ``IN``: no row, one column per compared expression."""
+        return "(SELECT " + ", ".join("1" for _ in types) + " WHERE 1 != 1)"
 
     def render_literal(self, value: Any, type_: TypeEngine[Any]) -> str:
         """A value as SQL text; only DDL (defaults, CHECK, index expressions) uses this."""
@@ -457,6 +521,10 @@ class SQLCompiler:
                 return self.quote(getattr(table, "name", "")) + "." + name
             return self.format_table(table) + "." + name
         return name
+
+    def visit_clause_proxy(self, element: Any, **kw: Any) -> str:
+        """An object standing for an element (an ORM attribute for its column)."""
+        return self.process(element.__clause_element__(), **kw)
 
     def visit_literal_column(self, element: Any, **kw: Any) -> str:
         return str(element.text)
@@ -560,12 +628,21 @@ class SQLCompiler:
 
     # -- operators -------------------------------------------------------------------
     def visit_binary(self, binary: Any, **kw: Any) -> str:
+        kw.pop("in_types", None)  # meant for this binary's own right side only
         op = binary.operator
         special = _SPECIAL_BINARY.get(op)
         if special is not None:
             return getattr(self, special)(binary, **kw)  # type: ignore[no-any-return]
         left = self.process(binary.left, **kw)
-        right = self.process(binary.right, **kw)
+        if op == ops.IN or op == ops.NOT_IN:
+            types = (
+                [c.type for c in binary.left.clauses]
+                if isinstance(binary.left, Tuple)
+                else [binary.left.type]
+            )
+            right = self.process(binary.right, in_types=types, **kw)
+        else:
+            right = self.process(binary.right, **kw)
         if op.startswith(ops.CUSTOM_PREFIX):
             return left + " " + ops.custom_sql(op) + " " + right
         text = left + _BINARY_SQL[op] + right
@@ -654,7 +731,8 @@ class SQLCompiler:
             if op == ops.NOT:
                 inner = "NOT " + inner
             elif op == ops.NEG:
-                inner = "-" + inner
+                # Two minus signs in a row would start a comment.
+                inner = "-(" + inner + ")" if inner.startswith("-") else "-" + inner
             elif op == ops.DISTINCT:
                 inner = "DISTINCT " + inner
             elif op == ops.EXISTS:
@@ -754,7 +832,10 @@ class SQLCompiler:
             inner = self.process(column.element)
             return inner + " AS " + self.quote(name)
         text = self.process(column)
-        natural = column.name if isinstance(column, ColumnClause) else None
+        base = column
+        if column.__visit_name__ == "clause_proxy":
+            base = column.__clause_element__()  # type: ignore[attr-defined]
+        natural = base.name if isinstance(base, ColumnClause) else None
         if natural == name:
             return text
         return text + " AS " + self.quote(name)
@@ -841,14 +922,16 @@ class SQLCompiler:
                 or select._offset is not None
                 or not isinstance(select, Select)
             ):
-                inner = "(" + inner + ")" if self.parenthesize_compound_members else inner
+                inner = self.group_compound_member(inner)
             parts.append(inner)
         text: str = (" " + compound.keyword + " ").join(parts) + self._order_limit(compound)
         if in_from:
             return "(" + text + ")"
         return text
 
-    parenthesize_compound_members = True
+    def group_compound_member(self, inner: str) -> str:
+        """A member with its own ORDER BY/LIMIT, or itself a compound, kept apart."""
+        return "(" + inner + ")"
 
     # -- FROM ------------------------------------------------------------------------
     def visit_table(self, table: Any, **kw: Any) -> str:
@@ -922,9 +1005,19 @@ class SQLCompiler:
         validator = None if isinstance(type_, NullType) else type_.validate_bind_value
         return self._add_slot(_Slot(_PARAM, -1, column.key, processor, None, validator))
 
-    def _default_slot(self, column: Any, default: Any) -> str:
+    def _default_slot(
+        self, column: Any, default: Any, values: Mapping[Any, ColumnElement] | None = None
+    ) -> str:
+        """A column default; ``values`` (column -> expression) is the row it belongs to."""
         processor = column.type.bind_processor(self.dialect)
-        return self._add_slot(_Slot(_DEFAULT, -1, column.key, processor, default))
+        row: tuple[tuple[str, int], ...] = ()
+        if default.is_callable and default.takes_context and values:
+            row = tuple(
+                (c.key, self.bind_index[id(v)])
+                for c, v in values.items()
+                if isinstance(v, BindParameter) and v.unique and not v.expanding
+            )
+        return self._add_slot(_Slot(_DEFAULT, -1, column.key, processor, default, row=row))
 
     def _statement_param_keys(self, stmt: Any) -> set[str]:
         return {b.key for b in self.extracted if not b.unique}
@@ -952,7 +1045,17 @@ class SQLCompiler:
                         if value is not None:
                             cells.append(self.process(value))
                         elif column.default is not None:
-                            cells.append(self._default_slot(column, column.default))
+                            cells.append(
+                                self._default_slot(
+                                    column,
+                                    column.default,
+                                    {
+                                        c: v
+                                        for c, v in zip(columns, row, strict=False)
+                                        if v is not None
+                                    },
+                                )
+                            )
                         else:
                             cells.append("NULL")
                     rows.append("(" + ", ".join(cells) + ")")
@@ -967,7 +1070,7 @@ class SQLCompiler:
                     elif column in stmt._values:
                         value_sql = self.process(stmt._values[column])
                     elif column.default is not None:
-                        value_sql = self._default_slot(column, column.default)
+                        value_sql = self._default_slot(column, column.default, stmt._values)
                     else:
                         continue
                     columns_sql.append(self.quote(column.name))
@@ -1015,7 +1118,13 @@ class SQLCompiler:
                 + ")"
             )
             if conflict.index_where is not None:
-                text += " WHERE " + self.process(conflict.index_where, include_table=False)
+                # Literal values: PostgreSQL matches a partial index by its predicate,
+                # and cannot see through a parameter.
+                saved, self.literal_binds = self.literal_binds, True
+                try:
+                    text += " WHERE " + self.process(conflict.index_where, include_table=False)
+                finally:
+                    self.literal_binds = saved
         if conflict.set_ is None:
             return text + " DO NOTHING"
         sets = ", ".join(
@@ -1058,7 +1167,7 @@ class SQLCompiler:
                     sets.append(
                         self.quote(column.name)
                         + " = "
-                        + self._default_slot(column, column.onupdate)
+                        + self._default_slot(column, column.onupdate, stmt._values)
                     )
             text = "UPDATE " + self.format_table(table) + " SET " + ", ".join(sets)
             extra = self._extra_froms(stmt)

@@ -131,7 +131,14 @@ class DDLCompiler(SQLCompiler):
             # Only "INTEGER PRIMARY KEY" makes SQLite generate keys (a rowid alias).
             type_sql = "INTEGER"
         else:
-            type_sql = column.type.compile_ddl(self.dialect)
+            for fk in column.foreign_keys:
+                # A column typed by its foreign key: an unknown target raises
+                # NoReferencedTableError/NoReferencedColumnError naming it.
+                _ = fk.column
+            try:
+                type_sql = column.type.compile_ddl(self.dialect)
+            except exc.CompileError as err:
+                raise exc.CompileError(f"Can't create {column.describe()}: {err}") from None
         spec = self.quote(column.name) + " " + type_sql
         if dialect == "sqlite" and autoinc:
             spec += " PRIMARY KEY"
@@ -257,10 +264,8 @@ class DDLCompiler(SQLCompiler):
         return head + self._enum_name(ddl.element)
 
     def _enum_name(self, type_: Enum) -> str:
-        schema = getattr(type_, "schema", None)
-        assert type_.name is not None
-        name = self.quote(type_.name)
-        return self.quote(schema) + "." + name if schema else name
+        # The column type renders the same name, so CREATE TYPE and the column agree.
+        return type_.compile_ddl(self.dialect)
 
     def visit_add_constraint(self, ddl: AddConstraint, **kw: Any) -> str:
         self._ddl()

@@ -41,6 +41,8 @@ from asyncsession.sql.selectable import (
 
 
 def _value_expression(column: Any, value: Any) -> ColumnElement:
+    if isinstance(value, BindParameter):
+        return value._typed_after(column.type)
     if isinstance(value, ColumnElement):
         return value
     if isinstance(value, _SelectBase):
@@ -351,9 +353,17 @@ class OnConflict:
         self.where = coerce_where(where) if where is not None else None
 
     def _ck(self, binds: list[BindParameter]) -> Hashable_:
+        index_where = None
+        if self.index_where is not None:
+            # Rendered with literal values, so the values are part of the shape.
+            inlined: list[BindParameter] = []
+            index_where = (
+                self.index_where._ck(inlined),
+                tuple(b.effective_value() for b in inlined),
+            )
         return (
             tuple(e._ck(binds) for e in self.index_elements),
-            self.index_where._ck(binds) if self.index_where is not None else None,
+            index_where,
             self.constraint,
             None if self.set_ is None else tuple((c._serial, v._ck(binds)) for c, v in self.set_),
             self.where._ck(binds) if self.where is not None else None,

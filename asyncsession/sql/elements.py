@@ -354,6 +354,8 @@ def _type_check(expr: ColumnElement, type_: TypeEngine[Any], value: Any) -> None
 def _coerce_value(expr: ColumnElement, op: str, other: Any) -> ColumnElement:
     """Turn ``other`` into an expression to combine with ``expr`` under ``op``."""
     if isinstance(other, ColumnElement):
+        if isinstance(other, BindParameter) and op in ops.COMPARISON:
+            return other._typed_after(expr.type)
         return other
     if isinstance(other, ClauseElement):
         if other.is_selectable:
@@ -403,7 +405,8 @@ def _in(expr: ColumnElement, other: Any, negate: bool) -> ColumnElement:
             sub = other.scalar_subquery()  # type: ignore[attr-defined]
             return BinaryExpression(expr, sub, op, _BOOLEAN, ops.IN if negate else ops.NOT_IN)
         if isinstance(other, BindParameter) and other.expanding:
-            return BinaryExpression(expr, other, op, _BOOLEAN, ops.IN if negate else ops.NOT_IN)
+            typed = other._typed_after(expr.type)
+            return BinaryExpression(expr, typed, op, _BOOLEAN, ops.IN if negate else ops.NOT_IN)
         raise exc.ArgumentError(
             f"in_() for {expr.describe()} takes a list of values, a select() or an "
             f"expanding bindparam(), not {type(other).__name__}"
@@ -480,6 +483,9 @@ def coerce_where(value: Any) -> ColumnElement:
             f"A plain string is not accepted as a WHERE clause ({value!r:.60}); "
             "wrap it in text() if raw SQL is intended"
         )
+    if isinstance(value, TextClause):
+        # Raw SQL as a condition, parenthesized so that it combines safely.
+        return value.self_group()
     return coerce_expression(value, "a WHERE clause")
 
 
@@ -590,6 +596,17 @@ class BindParameter(ColumnElement):
 
     def describe(self) -> str:
         return f"parameter '{self._key}'"
+
+    def _typed_after(self, type_: TypeEngine[Any]) -> BindParameter:
+        """Untyped, this parameter takes ``type_`` (its processor and value check)
+        from what it is compared with or stored in, as in SQLAlchemy; typed, it is kept."""
+        if not isinstance(self.type, NullType) or isinstance(type_, NullType):
+            return self
+        new = BindParameter.__new__(BindParameter)
+        for slot in BindParameter.__slots__:
+            object.__setattr__(new, slot, getattr(self, slot))
+        new.type = type_
+        return new
 
     def effective_value(self) -> Any:
         return self.callable() if self.callable is not None else self.value

@@ -213,6 +213,12 @@ class ProxyColumn(ColumnClause):
     def foreign_keys(self) -> Any:
         return getattr(self.proxied, "foreign_keys", ())
 
+    def _ck(self, binds: list[BindParameter]) -> Hashable_:
+        # A subquery or CTE may be in FROM only because its columns are selected
+        # (it is inferred, not listed), so its values are extracted from here.
+        assert self.table is not None
+        return ("pcol", self._serial, self.table._ck(binds))
+
 
 class Join(FromClause):
     """``left [LEFT OUTER | FULL OUTER] JOIN right ON onclause``."""
@@ -424,12 +430,15 @@ class CTE(_NamedFrom):
         new._serial = self._serial
         new.name = self.name
         new.recursive = self.recursive
-        new._c = self._c
+        # Columns of its own: a statement selecting them must find (and render)
+        # the completed body, not the anchor that the recursive part refers to.
+        new._c = None
         return new
 
     def _ck(self, binds: list[BindParameter]) -> Hashable_:
-        # The body is rendered once in WITH; referencing the CTE renders its name.
-        return ("cte", self._serial, self.name)
+        # The body is rendered once in WITH, but its values are extracted at every
+        # reference; the compiler finds each value by identity, so repeats are harmless.
+        return ("cte", self._serial, self.name, self.recursive, self.element._ck(binds))
 
 
 def _named_columns(columns: Sequence[ColumnElement]) -> list[tuple[str, ColumnElement]]:
@@ -613,12 +622,12 @@ class Select(_SelectBase):
     """A SELECT statement. Build with :func:`select`; every method returns a copy."""
 
     __slots__ = (
-        "_annotations",
         "_columns",
         "_correlate",
         "_ctes",
         "_distinct",
         "_distinct_on",
+        "_entities",
         "_execution_options",
         "_for_update",
         "_from_obj",
@@ -630,6 +639,9 @@ class Select(_SelectBase):
     __visit_name__ = "select"
 
     def __init__(self, columns: Sequence[Any]) -> None:
+        # _entities keeps what the caller passed (e.g. a mapped class) beside the
+        # coerced columns, so the ORM can build objects from the rows.
+        self._entities: tuple[Any, ...] = tuple(columns)
         self._columns: tuple[Any, ...] = tuple(_coerce_column(c) for c in columns)
         self._from_obj: tuple[FromClause, ...] = ()
         self._setup_joins: tuple[tuple[Any, Any, bool, bool, Any], ...] = ()
@@ -645,7 +657,6 @@ class Select(_SelectBase):
         self._correlate: tuple[FromClause, ...] | None = None
         self._ctes: tuple[CTE, ...] = ()
         self._execution_options: Mapping[str, Any] = {}
-        self._annotations: Mapping[str, Any] = {}
 
     # -- columns ------------------------------------------------------------------
     @property
@@ -664,6 +675,7 @@ class Select(_SelectBase):
 
     def add_columns(self, *columns: Any) -> Select:
         new = self._clone()
+        new._entities = self._entities + columns
         new._columns = self._columns + tuple(_coerce_column(c) for c in columns)
         return new
 
@@ -671,6 +683,7 @@ class Select(_SelectBase):
         new = self._clone()
         if len(columns) == 1 and isinstance(columns[0], (list, tuple)):
             columns = tuple(columns[0])
+        new._entities = tuple(columns)
         new._columns = tuple(_coerce_column(c) for c in columns)
         return new
 

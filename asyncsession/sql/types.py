@@ -387,8 +387,10 @@ class TypeEngine(Generic[_T]):
         return hash(self.cache_key)
 
     def copy(self) -> Self:
-        """A shallow copy (types are immutable; useful for subclasses that tweak one)."""
-        return _copy.copy(self)
+        """A shallow copy, to be adjusted before first use; its cache key is recomputed."""
+        new = _copy.copy(self)
+        new.__dict__.pop("_cache_key", None)
+        return new
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(self._repr_arguments())})"
@@ -434,7 +436,11 @@ _NUMERIC_OPERATORS = frozenset({"+", "-", "*", "/", "//", "%"})
 
 
 class Integer(TypeEngine[int]):
-    """INTEGER. Binds ``int`` (and ``bool``); no conversion on either driver."""
+    """INTEGER. Binds ``int`` (and ``bool``); no conversion on either driver.
+
+    Objects that only implement ``__index__`` (numpy integers) are refused: sqlite3
+    cannot bind them, and converting every integer would cost the hot path.
+    """
 
     _python_type = int
 

@@ -1,11 +1,33 @@
-"""PostgreSQL's SQL rules: ``$n`` parameters and DISTINCT ON; the generic compiler does the rest."""
+"""PostgreSQL's SQL rules: ``$n`` parameters, DISTINCT ON, typed parameters.
+
+asyncpg has the server infer each parameter's type while preparing. Where
+nothing around a parameter tells the type (``SELECT $1``, ``CASE ... THEN $2``,
+``$1 = $2``) the server guesses ``text`` and asyncpg then refuses an ``int``, or
+gives up (``$1 IS NULL``). So, as SQLAlchemy's asyncpg dialect does, a parameter
+of a known type is written with a cast, ``$1::INTEGER``, ``$2::VARCHAR``. Casts
+never carry a length, precision or scale, which would truncate or round the
+value. Untyped parameters (``bindparam("x")`` compared with nothing, ``text()``
+parameters without a type) are left to the server, and the items of an IN list
+take the type of its left side.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from asyncsession.sql.compiler import Dialect
 from asyncsession.sql.ddl import DDLCompiler
+from asyncsession.sql.elements import BindParameter
+from asyncsession.sql.types import (
+    Enum,
+    Float,
+    NullType,
+    Numeric,
+    String,
+    TypeDecorator,
+    TypeEngine,
+)
 
 
 class PGCompiler(DDLCompiler):
@@ -14,6 +36,37 @@ class PGCompiler(DDLCompiler):
 
     def placeholder(self, position: int, name: str) -> str:
         return f"${position}"
+
+    def visit_bindparam(self, bind: BindParameter, **kw: Any) -> str:
+        text = super().visit_bindparam(bind, **kw)
+        if bind.expanding or self.literal_binds or bind.literal_execute:
+            return text
+        cast = self._bind_cast(bind.type)
+        return text if cast is None else text + "::" + cast
+
+    def _bind_cast(self, type_: TypeEngine[Any]) -> str | None:
+        while isinstance(type_, TypeDecorator):
+            type_ = type_.load_dialect_impl(self.dialect)
+        if isinstance(type_, NullType):
+            return None
+        if isinstance(type_, Enum):
+            # A native enum casts to its own type; any other is VARCHAR(n) of valid values.
+            return type_.compile_ddl(self.dialect)
+        if isinstance(type_, String):
+            return "VARCHAR"
+        if isinstance(type_, Numeric) and not isinstance(type_, Float):
+            return "NUMERIC"
+        return type_.compile_ddl(self.dialect)
+
+    def empty_in(self, types: Sequence[TypeEngine[Any]]) -> str:
+        # Typed NULLs, so the empty set compares with the left side's types.
+        columns = ", ".join(
+            "CAST(NULL AS "
+            + ("INTEGER" if isinstance(t, NullType) else t.compile_ddl(self.dialect))
+            + ")"
+            for t in types
+        )
+        return "(SELECT " + columns + " WHERE 1 != 1)"
 
     def distinct_clause(self, select: Any) -> str:
         if select._distinct_on:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from asyncsession import exc
 from asyncsession.sql.compiler import Dialect
 from asyncsession.sql.ddl import DDLCompiler
+from asyncsession.sql.types import TypeEngine
 
 
 class SQLiteCompiler(DDLCompiler):
@@ -15,13 +17,16 @@ class SQLiteCompiler(DDLCompiler):
     true_sql = "1"
     false_sql = "0"
     true_division_cast = "REAL"
-    # SQLite rejects parentheses around the members of a compound SELECT.
-    parenthesize_compound_members = False
 
     def placeholder(self, position: int, name: str) -> str:
         return "?"
 
-    def empty_in(self) -> str:
+    def group_compound_member(self, inner: str) -> str:
+        # SQLite rejects parentheses around the members of a compound SELECT, and
+        # without them a member's LIMIT would apply to the whole compound.
+        return "SELECT * FROM (" + inner + ")"
+
+    def empty_in(self, types: Sequence[TypeEngine[Any]]) -> str:
         return "()"
 
     def limit_clause(self, select: Any) -> str:
@@ -92,6 +97,14 @@ class SQLiteCompiler(DDLCompiler):
                 "SQLite's ON CONFLICT can't name a constraint; give index_elements=[...]"
             )
         return super().on_conflict_clause(conflict)
+
+    def visit_create_enum_type(self, ddl: Any, **kw: Any) -> str:
+        raise exc.CompileError(
+            "CREATE TYPE is PostgreSQL-only; on SQLite an Enum is a VARCHAR column"
+        )
+
+    def visit_drop_enum_type(self, ddl: Any, **kw: Any) -> str:
+        raise exc.CompileError("DROP TYPE is PostgreSQL-only; SQLite has no enum types")
 
     def delete_extra_from(self, extra: list[Any]) -> str:
         raise exc.CompileError(

@@ -37,6 +37,7 @@ from asyncsession.sql.selectable import (
     Select,
     _coerce_from,
     _SelectBase,
+    _slot_names,
 )
 
 
@@ -75,10 +76,8 @@ class _DMLBase(ClauseElement):
     def _clone(self) -> Self:
         cls = type(self)
         new = cls.__new__(cls)
-        for klass in cls.__mro__:
-            for slot in getattr(klass, "__slots__", ()):
-                if hasattr(self, slot):
-                    object.__setattr__(new, slot, getattr(self, slot))
+        for slot in _slot_names(cls):
+            setattr(new, slot, getattr(self, slot))
         return new
 
     def _init_table(self, table: Any) -> None:

@@ -553,10 +553,8 @@ class _SelectBase(ClauseElement):
     def _clone(self) -> Self:
         cls = type(self)
         new = cls.__new__(cls)
-        for klass in cls.__mro__:
-            for slot in getattr(klass, "__slots__", ()):
-                if hasattr(self, slot):
-                    object.__setattr__(new, slot, getattr(self, slot))
+        for slot in _slot_names(cls):
+            setattr(new, slot, getattr(self, slot))
         return new
 
     def order_by(self, *clauses: Any) -> Any:
@@ -606,6 +604,23 @@ class _SelectBase(ClauseElement):
         )
 
 
+_SLOT_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _slot_names(cls: type) -> tuple[str, ...]:
+    """Every slot of a statement class, base classes included (cached)."""
+    names = _SLOT_NAMES.get(cls)
+    if names is None:
+        names = tuple(
+            slot
+            for klass in cls.__mro__
+            for slot in klass.__dict__.get("__slots__", ())
+            if not slot.startswith("__")
+        )
+        _SLOT_NAMES[cls] = names
+    return names
+
+
 def _limit_value(value: Any, what: str) -> ColumnElement | None:
     if value is None:
         return None
@@ -631,6 +646,7 @@ class Select(_SelectBase):
         "_execution_options",
         "_for_update",
         "_from_obj",
+        "_froms_memo",
         "_group_by",
         "_having",
         "_setup_joins",
@@ -657,6 +673,7 @@ class Select(_SelectBase):
         self._correlate: tuple[FromClause, ...] | None = None
         self._ctes: tuple[CTE, ...] = ()
         self._execution_options: Mapping[str, Any] = {}
+        self._froms_memo: list[FromClause] | None = None
 
     # -- columns ------------------------------------------------------------------
     @property
@@ -677,6 +694,7 @@ class Select(_SelectBase):
         new = self._clone()
         new._entities = self._entities + columns
         new._columns = self._columns + tuple(_coerce_column(c) for c in columns)
+        new._froms_memo = None
         return new
 
     def with_only_columns(self, *columns: Any) -> Select:
@@ -685,12 +703,14 @@ class Select(_SelectBase):
             columns = tuple(columns[0])
         new._entities = tuple(columns)
         new._columns = tuple(_coerce_column(c) for c in columns)
+        new._froms_memo = None
         return new
 
     # -- FROM and joins -------------------------------------------------------------
     def select_from(self, *froms: Any) -> Select:
         new = self._clone()
         new._from_obj = self._from_obj + tuple(_coerce_from(f) for f in froms)
+        new._froms_memo = None
         return new
 
     def join(
@@ -731,7 +751,11 @@ class Select(_SelectBase):
 
     def _check_joins(self) -> None:
         # Build the FROM list now so an impossible join fails where it is written.
-        self.get_final_froms()
+        parent = self._froms_memo
+        if parent is not None:
+            self._froms_memo = _apply_join(parent, self._setup_joins[-1])
+        else:
+            self.get_final_froms()
 
     def _raw_froms(self) -> list[FromClause]:
         """FROM entries in order before joins apply: explicit ones, then inferred."""
@@ -756,32 +780,23 @@ class Select(_SelectBase):
         return froms
 
     def get_final_froms(self) -> list[FromClause]:
-        """The FROM list after applying joins; what the compiler renders."""
-        froms = self._raw_froms()
-        for target, onclause, isouter, full, left in self._setup_joins:
-            right = _coerce_join_target(target)
-            if left is not None:
-                left_from = _coerce_from(left)
-                index = _index_covering(froms, left_from)
-                if index is None:
-                    froms.append(left_from)
-                    index = len(froms) - 1
-                base = froms[index]
-            else:
-                index, base = _find_join_left(froms, right, onclause)
-            on = onclause
-            if on is not None and hasattr(on, "__clause_element__"):
-                on = on.__clause_element__()
-            joined = Join(base, right, on, isouter, full)
-            # The right side leaves the FROM list if it was inferred there.
-            right_bases = {id(b) for b in right.base_froms()}
-            froms = [f for i, f in enumerate(froms) if i == index or id(f) not in right_bases]
-            froms[froms.index(base)] = joined
-        return froms
+        """The FROM list after applying joins; what the compiler renders.
+
+        Statements are immutable, so the list is computed once per statement
+        (``join()`` extends its parent's list instead of starting over).
+        """
+        froms = self._froms_memo
+        if froms is None:
+            froms = self._raw_froms()
+            for spec in self._setup_joins:
+                froms = _apply_join(froms, spec)
+            self._froms_memo = froms
+        return list(froms)
 
     def where(self, *criteria: Any) -> Select:
         new = self._clone()
         new._where = self._where + tuple(coerce_where(c) for c in criteria)
+        new._froms_memo = None  # criteria may name more tables
         return new
 
     filter = where
@@ -908,6 +923,34 @@ class Select(_SelectBase):
         )
 
 
+def _apply_join(
+    froms: list[FromClause], spec: tuple[Any, Any, bool, bool, Any]
+) -> list[FromClause]:
+    """``froms`` with one join applied (a new list)."""
+    target, onclause, isouter, full, left = spec
+    froms = list(froms)
+    right = _coerce_join_target(target)
+    if left is not None:
+        left_from = _coerce_from(left)
+        index = _index_covering(froms, left_from)
+        if index is None:
+            froms.append(left_from)
+            index = len(froms) - 1
+        base = froms[index]
+        inferred = None
+    else:
+        index, base, inferred = _find_join_left(froms, right, onclause)
+    on = onclause if onclause is not None else inferred
+    if on is not None and hasattr(on, "__clause_element__"):
+        on = on.__clause_element__()
+    joined = Join(base, right, on, isouter, full)
+    # The right side leaves the FROM list if it was inferred there.
+    right_bases = {id(b) for b in right.base_froms()}
+    froms = [f for i, f in enumerate(froms) if i == index or id(f) not in right_bases]
+    froms[froms.index(base)] = joined
+    return froms
+
+
 def _join_ck(join: tuple[Any, Any, bool, bool, Any], binds: list[BindParameter]) -> Hashable_:
     target, onclause, isouter, full, left = join
     on = onclause
@@ -935,7 +978,8 @@ def _index_covering(froms: list[FromClause], target: FromClause) -> int | None:
 
 def _find_join_left(
     froms: list[FromClause], right: FromClause, onclause: Any
-) -> tuple[int, FromClause]:
+) -> tuple[int, FromClause, ColumnElement | None]:
+    """(index, FROM to join to, the ON clause inferred for it when none was given)."""
     if not froms:
         raise exc.ArgumentError(
             f"Can't join to {_describe_from(right)}: the SELECT has no FROM to join from; "
@@ -948,19 +992,19 @@ def _find_join_left(
         right_ids = {id(b) for b in right.base_froms()}
         for i, from_ in enumerate(froms):
             if any(id(b) in on_froms and id(b) not in right_ids for b in from_.base_froms()):
-                return i, from_
-        return 0, froms[0]
-    candidates = []
+                return i, from_, None
+        return 0, froms[0], None
+    candidates: list[tuple[int, FromClause, ColumnElement | None]] = []
     for i, from_ in enumerate(froms):
         if any(b is right for b in from_.base_froms()):
             continue
         try:
-            infer_join_condition(from_, right)
+            inferred = infer_join_condition(from_, right)
         except exc.ArgumentError as err:
             if "several foreign key paths" in str(err):
                 raise
             continue
-        candidates.append((i, from_))
+        candidates.append((i, from_, inferred))
     if not candidates:
         raise exc.ArgumentError(
             f"Can't find any foreign key relationships between "
@@ -970,7 +1014,7 @@ def _find_join_left(
     if len(candidates) > 1:
         raise exc.ArgumentError(
             f"Can't decide which FROM to join {_describe_from(right)} to: "
-            f"{', '.join(_describe_from(f) for _, f in candidates)} all can; "
+            f"{', '.join(_describe_from(f) for _, f, _ in candidates)} all can; "
             "use join_from(left, right) or give the ON clause"
         )
     return candidates[0]

@@ -847,8 +847,12 @@ class Result(_SyncView[Row[_TP]]):
     @overload
     def scalar_one(self) -> Any: ...
     def scalar_one(self) -> Any:
-        """The only row's first column; raises as :meth:`one`. Closes the result."""
-        return self.scalars().one()
+        """The only row's first column; raises as :meth:`one`. Closes the result.
+
+        ``unique()`` applies to whole rows here, as in :meth:`one`, not to the
+        first column's values (that is ``scalars().one()``).
+        """
+        return self.one()[0]
 
     @overload
     def scalar_one_or_none(self: Result[tuple[_T]]) -> _T | None: ...
@@ -856,7 +860,8 @@ class Result(_SyncView[Row[_TP]]):
     def scalar_one_or_none(self) -> Any: ...
     def scalar_one_or_none(self) -> Any:
         """The only row's first column or None; raises as :meth:`one_or_none`."""
-        return self.scalars().one_or_none()
+        row = self.one_or_none()
+        return None if row is None else row[0]
 
     def freeze(self) -> FrozenResult[_TP]:
         """Consume the remaining rows into a reusable :class:`FrozenResult`."""
@@ -1204,8 +1209,9 @@ class AsyncResult(_AsyncView[Row[_TP]]):
     @overload
     async def scalar_one(self) -> Any: ...
     async def scalar_one(self) -> Any:
-        """The only row's first column; raises as :meth:`one`. Closes the result."""
-        return await self.scalars().one()
+        """The only row's first column; raises as :meth:`one` (whole-row uniqueness)."""
+        row = await self.one()
+        return row[0]
 
     @overload
     async def scalar_one_or_none(self: AsyncResult[tuple[_T]]) -> _T | None: ...
@@ -1213,7 +1219,8 @@ class AsyncResult(_AsyncView[Row[_TP]]):
     async def scalar_one_or_none(self) -> Any: ...
     async def scalar_one_or_none(self) -> Any:
         """The only row's first column or None; raises as :meth:`one_or_none`."""
-        return await self.scalars().one_or_none()
+        row = await self.one_or_none()
+        return None if row is None else row[0]
 
     async def freeze(self) -> FrozenResult[_TP]:
         """Consume the remaining rows into a reusable :class:`FrozenResult`."""

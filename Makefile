@@ -38,6 +38,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PYTHON) -m benchmarks $(BENCH_ARGS)
+	@if [ -z "$(BENCH_ARGS)" ]; then $(PYTHON) -m benchmarks.memory; fi
+	@if [ -z "$(BENCH_ARGS)" ]; then $(PYTHON) -m benchmarks.sync_overhead; fi
 
 # All three checks run even when one fails, so one pass shows every problem.
 lint: $(STAMP)

@@ -1,1 +1,65 @@
-"""See DESIGN.md for what lives in this layer."""
+"""The ORM: declarative mapping, instance state, identity map, unit of work, AsyncSession.
+
+Every public name here is re-exported by ``asyncsession``.
+"""
+
+from asyncsession.orm.attributes import InstrumentedAttribute, get_history
+from asyncsession.orm.decl import (
+    DeclarativeBase,
+    Mapped,
+    MappedColumn,
+    column_property,
+    declared_attr,
+    deferred,
+    inspect,
+    mapped_column,
+    registry,
+    synonym,
+)
+from asyncsession.orm.mapper import Mapper
+from asyncsession.orm.session import (
+    AsyncAttrs,
+    AsyncSession,
+    ORMExecuteState,
+    async_object_session,
+    async_scoped_session,
+    async_sessionmaker,
+    close_all_sessions,
+    make_transient,
+    make_transient_to_detached,
+    object_session,
+)
+from asyncsession.orm.state import NO_VALUE, AttributeState, History, InstanceState
+from asyncsession.orm.transaction import SessionTransaction, TxState
+
+__all__ = [
+    "NO_VALUE",
+    "AsyncAttrs",
+    "AsyncSession",
+    "AttributeState",
+    "DeclarativeBase",
+    "History",
+    "InstanceState",
+    "InstrumentedAttribute",
+    "Mapped",
+    "MappedColumn",
+    "Mapper",
+    "ORMExecuteState",
+    "SessionTransaction",
+    "TxState",
+    "async_object_session",
+    "async_scoped_session",
+    "async_sessionmaker",
+    "close_all_sessions",
+    "column_property",
+    "declared_attr",
+    "deferred",
+    "get_history",
+    "inspect",
+    "make_transient",
+    "make_transient_to_detached",
+    "mapped_column",
+    "object_session",
+    "registry",
+    "synonym",
+]

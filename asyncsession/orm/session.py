@@ -1,0 +1,1511 @@
+"""AsyncSession: identity map, unit of work and transactions, every IO an ``await``.
+
+How this works:
+
+* The session holds the identity map (persistent objects), ``_new`` (pending
+  objects, in add order) and ``_deleted`` (objects marked for deletion), and a
+  stack of :class:`~asyncsession.orm.transaction.SessionTransaction` levels:
+  the root transaction (begun automatically on first use, as SQLAlchemy's
+  autobegin) and any savepoints.
+* Methods that never touch the database are plain functions (``add``,
+  ``expunge``, ``expire``); methods that may are coroutines. Every coroutine
+  enters the session's conflict detector: while one runs, another task
+  calling in gets ``ConcurrentUseError`` at once, naming the operation in
+  progress. The first operation is unharmed.
+* A flush plans (pure, ``orm.unitofwork``), then awaits the plan on the
+  transaction's connection. Objects move between collections only after the
+  plan succeeded. A failure or cancellation deactivates the transaction:
+  everything but ``rollback()``/``close()`` then raises ``PendingRollbackError``
+  naming the original error.
+* Rollback restores SQLAlchemy's outcome from the transaction's snapshot (see
+  ``orm.transaction``). Rollback, close and connection release run shielded
+  from cancellation with a deadline; the engine terminates a connection whose
+  cleanup cannot finish, so no pool slot leaks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Generic, Self, TypeVar, overload
+
+import anyio
+
+from asyncsession import exc
+from asyncsession.engine.base import AsyncConnection, AsyncEngine
+from asyncsession.engine.events import Dispatcher
+from asyncsession.engine.result import Result, ResultMetaData
+from asyncsession.orm import loading
+from asyncsession.orm.identity import IdentityMap
+from asyncsession.orm.mapper import mapper_for_table
+from asyncsession.orm.state import NO_VALUE, InstanceState, instance_state
+from asyncsession.orm.transaction import SessionTransaction, TxState
+from asyncsession.orm.unitofwork import execute_flush, plan_flush
+from asyncsession.sql.dml import Delete, Update
+from asyncsession.sql.elements import ClauseElement, bindparam
+from asyncsession.sql.selectable import Select, select
+
+_T = TypeVar("_T")
+_S = TypeVar("_S", bound="AsyncSession")
+
+SESSION_EVENTS = frozenset(
+    {
+        "before_flush",
+        "after_flush",
+        "after_flush_postexec",
+        "after_begin",
+        "before_commit",
+        "after_commit",
+        "after_rollback",
+        "after_soft_rollback",
+        "after_transaction_create",
+        "after_transaction_end",
+        "do_orm_execute",
+    }
+)
+
+_CLEANUP_TIMEOUT = 5.0
+_session_ids = itertools.count(1)
+_sessions: weakref.WeakValueDictionary[int, AsyncSession] = weakref.WeakValueDictionary()
+
+
+class _Dispatch:
+    """``event.listen(AsyncSession, ...)`` on the class, or on one session."""
+
+    def __get__(self, instance: Any, owner: type) -> Callable[[str], Dispatcher]:
+        if instance is None:
+            dispatcher = owner.__dict__.get("_class_dispatch")
+            if dispatcher is None:
+                parent = None
+                for base in owner.__mro__[1:]:
+                    parent = base.__dict__.get("_class_dispatch")
+                    if parent is not None:
+                        break
+                dispatcher = Dispatcher(SESSION_EVENTS, parent)
+                owner._class_dispatch = dispatcher  # type: ignore[attr-defined]
+            return lambda name: dispatcher
+        return lambda name: instance._dispatch
+
+
+class ORMExecuteState:
+    """What a ``do_orm_execute`` listener receives."""
+
+    __slots__ = ("execution_options", "parameters", "session", "statement")
+
+    def __init__(
+        self,
+        session: AsyncSession,
+        statement: Any,
+        parameters: Any,
+        execution_options: Mapping[str, Any],
+    ) -> None:
+        self.session = session
+        self.statement = statement
+        self.parameters = parameters
+        self.execution_options = execution_options
+
+    @property
+    def is_select(self) -> bool:
+        return isinstance(self.statement, Select)
+
+
+class AsyncSession:
+    """The async ORM session. ``async with AsyncSession(engine) as session: ...``
+
+    Options as SQLAlchemy's: ``autoflush`` (flush before queries),
+    ``autobegin`` (begin on first use), ``expire_on_commit`` (default False,
+    the recommended setting for async code), ``binds`` (per class/table
+    engines), ``info``, and ``join_transaction_mode`` for a session bound to a
+    connection that is already in a transaction.
+    """
+
+    _dispatcher_for = _Dispatch()
+    _class_dispatch: Dispatcher | None = None
+
+    def __init__(
+        self,
+        bind: AsyncEngine | AsyncConnection | None = None,
+        *,
+        binds: Mapping[Any, AsyncEngine | AsyncConnection] | None = None,
+        autoflush: bool = True,
+        autobegin: bool = True,
+        expire_on_commit: bool = False,
+        info: dict[Any, Any] | None = None,
+        join_transaction_mode: str = "conservative_savepoint",
+        _parent_dispatch: Dispatcher | None = None,
+    ) -> None:
+        if join_transaction_mode not in (
+            "conservative_savepoint",
+            "create_savepoint",
+            "rollback_only",
+            "control_fully",
+        ):
+            raise exc.ArgumentError(
+                f"join_transaction_mode must be one of conservative_savepoint, "
+                f"create_savepoint, rollback_only, control_fully; got {join_transaction_mode!r}"
+            )
+        self.bind = bind
+        self._binds: dict[Any, Any] = dict(binds or {})
+        self.autoflush = autoflush
+        self.autobegin = autobegin
+        self.expire_on_commit = expire_on_commit
+        self.info: dict[Any, Any] = info if info is not None else {}
+        self.join_transaction_mode = join_transaction_mode
+        self.identity_map = IdentityMap()
+        self._new: dict[InstanceState, Any] = {}
+        self._deleted: dict[InstanceState, Any] = {}
+        self._transaction: SessionTransaction | None = None
+        self._busy: str | None = None
+        self._flushing = False
+        self._no_autoflush = 0
+        self._insert_order = itertools.count()
+        self.hash_key = next(_session_ids)
+        _sessions[self.hash_key] = self
+        class_dispatch = type(self)._dispatcher_for("before_flush")
+        self._dispatch = Dispatcher(SESSION_EVENTS, _parent_dispatch or class_dispatch)
+
+    # -- context management --------------------------------------------------------
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # -- the conflict detector -----------------------------------------------------
+    @contextlib.contextmanager
+    def _operation(self, name: str) -> Iterator[None]:
+        if self._busy is not None:
+            raise exc.ConcurrentUseError(
+                f"Can't {name}(): this session is busy with {self._busy}() in another task. "
+                "A session serves one task at a time; give each task its own session."
+            )
+        self._busy = name
+        try:
+            yield
+        finally:
+            self._busy = None
+
+    def _check_not_busy(self, name: str) -> None:
+        if self._busy is not None and not self._flushing:
+            raise exc.ConcurrentUseError(
+                f"Can't {name}(): this session is busy with {self._busy}() in another task"
+            )
+
+    # -- collections ---------------------------------------------------------------
+    @property
+    def new(self) -> list[Any]:
+        """Pending objects, in the order they were added."""
+        return list(self._new.values())
+
+    @property
+    def deleted(self) -> list[Any]:
+        """Objects marked for deletion at the next flush."""
+        return list(self._deleted.values())
+
+    @property
+    def dirty(self) -> list[Any]:
+        """Persistent objects with attribute changes (net of changes set back)."""
+        out = []
+        for state in list(self.identity_map.modified):
+            obj = state.obj_ref()
+            if obj is not None and state not in self._deleted and state.changed_keys():
+                out.append(obj)
+        return out
+
+    def __contains__(self, obj: object) -> bool:
+        """True for pending and persistent objects (not for ones deleted in a flush)."""
+        state = instance_state(obj)
+        return state.session is self and not state._deleted
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter([*self._new.values(), *self.identity_map.values()])
+
+    def is_modified(self, obj: Any) -> bool:
+        """True when ``obj`` has attribute changes that a flush would write."""
+        return bool(instance_state(obj).changed_keys())
+
+    # -- adding and removing ----------------------------------------------------------
+    def add(self, obj: Any) -> None:
+        """Make a transient object pending (or re-attach a detached one). No IO."""
+        self._check_not_busy("add")
+        state = instance_state(obj)
+        self._attach(state, obj)
+
+    def add_all(self, objects: Iterable[Any]) -> None:
+        for obj in objects:
+            self.add(obj)
+
+    def _attach(self, state: InstanceState, obj: Any) -> None:
+        if state.session is self:
+            if state in self._deleted and state.key is None:
+                return
+            return
+        if state.session is not None:
+            raise exc.InvalidRequestError(
+                f"{_describe(state)} is already attached to another session "
+                f"({state.session!r}); expunge it there first, or merge() it here"
+            )
+        if state._deleted:
+            raise exc.InvalidRequestError(
+                f"{_describe(state)} was deleted in a flush; it can't be added again"
+            )
+        if self._transaction is None and self.autobegin:
+            # As SQLAlchemy: attaching an object autobegins (no IO yet), so a
+            # rollback() before any IO still expunges what was added.
+            self._begin("autobegin")
+        if state.key is None:
+            state.session = self
+            state.insert_order = next(self._insert_order)
+            self._new[state] = obj
+            if self._transaction is not None:
+                self._transaction.pending[state] = None
+        else:
+            # First, so that a clash with another object of the same key leaves
+            # this one detached.
+            self.identity_map.add(state)
+            state.session = self
+
+    def expunge(self, obj: Any) -> None:
+        """Detach one object from this session (pending ones become transient)."""
+        state = instance_state(obj)
+        if state.session is not self:
+            raise exc.InvalidRequestError(f"{_describe(state)} is not in this session")
+        self._detach(state)
+
+    def expunge_all(self) -> None:
+        """Detach every object; the transaction (if any) stays."""
+        for state in list(self._new):
+            self._detach(state)
+        for state in self.identity_map.clear():
+            state.session = None
+        for state in list(self._deleted):
+            state.session = None
+        self._deleted.clear()
+
+    def _detach(self, state: InstanceState) -> None:
+        self._new.pop(state, None)
+        self._deleted.pop(state, None)
+        self.identity_map.remove(state)
+        state.session = None
+        # An object deleted in a flush and then expunged stays out of the
+        # session: a rollback must not bring it back.
+        txn = self._transaction
+        while txn is not None:
+            txn.deleted.pop(state, None)
+            txn = txn.parent
+
+    async def delete(self, obj: Any) -> None:
+        """Mark a persistent object for deletion at the next flush.
+
+        Raises InvalidRequestError for an object that is not persistent here.
+        """
+        with self._operation("delete"):
+            state = instance_state(obj)
+            if state.key is None:
+                raise exc.InvalidRequestError(f"{_describe(state)} is not persisted")
+            if state.session is None:
+                self._attach(state, obj)
+            elif state.session is not self:
+                raise exc.InvalidRequestError(f"{_describe(state)} is attached to another session")
+            elif self._transaction is None and self.autobegin:
+                self._begin("autobegin")  # as add(): a rollback() undoes the mark
+            self._deleted[state] = obj
+
+    # -- expiry ----------------------------------------------------------------------
+    def expire(self, obj: Any, attribute_names: Iterable[str] | None = None) -> None:
+        """Drop loaded values (and unflushed changes) so the next load fetches them."""
+        state = instance_state(obj)
+        if state.session is not self or state.key is None:
+            raise exc.InvalidRequestError(f"{_describe(state)} is not persistent in this session")
+        if attribute_names is not None:
+            names = list(attribute_names)
+            unknown = [n for n in names if n not in state.mapper.attrs]
+            if unknown:
+                raise exc.InvalidRequestError(
+                    f"{state.mapper.class_.__name__} has no attribute(s) {unknown}"
+                )
+            state.expire(names)
+        else:
+            state.expire()
+
+    def expire_all(self) -> None:
+        for state in self.identity_map.states():
+            state.expire()
+
+    # -- binds and connections ---------------------------------------------------------
+    def get_bind(self, mapper: Any = None, clause: Any = None) -> AsyncEngine | AsyncConnection:
+        """The engine or connection for a mapper/class/table (``binds``), else ``bind``."""
+        if self._binds:
+            candidates: list[Any] = []
+            if mapper is not None:
+                m = loading.mapper_of(mapper) or mapper
+                cls = getattr(m, "class_", None)
+                if cls is not None:
+                    candidates.extend(cls.__mro__)
+                table = getattr(m, "local_table", None)
+                if table is not None:
+                    candidates.append(table)
+            if clause is not None:
+                table = getattr(clause, "table", None)
+                if table is not None:
+                    candidates.append(table)
+                for entity in getattr(clause, "_entities", ()):
+                    m = loading.mapper_of(entity)
+                    if m is not None:
+                        candidates.extend(m.class_.__mro__)
+                        candidates.append(m.local_table)
+            for candidate in candidates:
+                found = self._binds.get(candidate)
+                if found is not None:
+                    return found  # type: ignore[no-any-return]
+        if self.bind is None:
+            raise exc.InvalidRequestError(
+                "This session is not bound to an engine: pass AsyncSession(engine) or binds={...}"
+            )
+        return self.bind
+
+    def _begin(self, origin: str) -> SessionTransaction:
+        txn = SessionTransaction(self, None, False, origin)
+        for state in self._new:
+            txn.pending[state] = None
+        self._transaction = txn
+        return txn
+
+    def _current(self, operation: str) -> SessionTransaction:
+        txn = self._transaction
+        if txn is None:
+            if not self.autobegin:
+                raise exc.InvalidRequestError(
+                    f"Can't {operation}: autobegin is off and no transaction was begun; "
+                    "use `async with session.begin():`"
+                )
+            txn = self._begin("autobegin")
+        txn.check(operation)
+        return txn
+
+    async def _connection_for(self, txn: SessionTransaction, bind: Any) -> AsyncConnection:
+        root = txn.root
+        found = root.connections.get(bind)
+        if found is None:
+            fresh_root = not root.connections
+            if isinstance(bind, AsyncConnection):
+                conn = bind
+                if conn.in_transaction():
+                    mode = self.join_transaction_mode
+                    if mode in ("conservative_savepoint", "create_savepoint"):
+                        ctx = await conn.begin_nested()
+                    else:
+                        ctx = None
+                else:
+                    ctx = await conn.begin()
+                root.connections[bind] = (conn, ctx, False)
+            else:
+                conn = await bind.connect()
+                try:
+                    ctx = await conn.begin()
+                except BaseException:
+                    with anyio.CancelScope(shield=True):
+                        await conn.close()
+                    raise
+                root.connections[bind] = (conn, ctx, True)
+            if fresh_root:
+                await self._dispatch.fire("after_begin", self, root, conn)
+            found = root.connections[bind]
+        connection: AsyncConnection = found[0]
+        return connection
+
+    async def connection(
+        self,
+        bind_arguments: Mapping[str, Any] | None = None,
+        execution_options: Mapping[str, Any] | None = None,
+        **kw: Any,
+    ) -> AsyncConnection:
+        """The connection of the current transaction (begun if needed)."""
+        with self._operation("connection"):
+            txn = self._current("connection")
+            bind = self.get_bind(**dict(bind_arguments or {}))
+            with _io(txn):
+                conn = await self._connection_for(txn, bind)
+            if execution_options:
+                await conn.execution_options(**execution_options)
+            return conn
+
+    # -- transactions -----------------------------------------------------------------
+    def in_transaction(self) -> bool:
+        return self._transaction is not None
+
+    def in_nested_transaction(self) -> bool:
+        txn = self._transaction
+        return txn is not None and txn.nested
+
+    def get_transaction(self) -> SessionTransaction | None:
+        txn = self._transaction
+        return txn.root if txn is not None else None
+
+    def get_nested_transaction(self) -> SessionTransaction | None:
+        txn = self._transaction
+        return txn if txn is not None and txn.nested else None
+
+    def begin(self) -> _TransactionContext:
+        """Begin the root transaction: ``async with session.begin(): ...`` commits at the end."""
+        if self._transaction is not None:
+            if (
+                self._transaction.origin == "autobegin"
+                and not self._transaction.connections
+                and self._transaction.parent is None
+            ):
+                self._transaction.origin = "begin"
+            else:
+                raise exc.InvalidRequestError(
+                    "A transaction is already begun on this session; use begin_nested() for "
+                    "a savepoint, or commit()/rollback() first"
+                )
+        else:
+            self._begin("begin")
+        assert self._transaction is not None
+        return _TransactionContext(self, self._transaction)
+
+    def begin_nested(self) -> _NestedContext:
+        """Begin a SAVEPOINT: ``async with session.begin_nested(): ...``.
+
+        Awaiting the result (or entering it) flushes and emits the SAVEPOINT.
+        """
+        return _NestedContext(self)
+
+    async def _start_nested(self) -> SessionTransaction:
+        with self._operation("begin_nested"):
+            parent = self._current("begin_nested")
+            await self._flush_inner(parent)
+            txn = SessionTransaction(self, parent, True, "begin_nested")
+            try:
+                bind = self.get_bind()
+                await self._connection_for(parent, bind)
+                root = parent.root
+                for key, (conn, _ctx, _owned) in list(root.connections.items()):
+                    savepoint = await conn.begin_nested()
+                    txn.connections[key] = (conn, savepoint, False)
+            except BaseException as err:
+                parent.fail(err)
+                raise
+            self._transaction = txn
+            await self._dispatch.fire("after_transaction_create", self, txn)
+            return txn
+
+    async def flush(self, objects: Sequence[Any] | None = None) -> None:
+        """Write pending changes to the database in the current transaction."""
+        with self._operation("flush"):
+            txn = self._current("flush")
+            await self._flush_inner(txn, objects)
+
+    def _has_changes(self) -> bool:
+        if self._new or self._deleted:
+            return True
+        return any(s.changed_keys() for s in list(self.identity_map.modified))
+
+    async def _flush_inner(
+        self, txn: SessionTransaction, objects: Sequence[Any] | None = None
+    ) -> None:
+        if self._flushing:
+            return
+        if self._has_changes():
+            self._flushing = True
+            try:
+                await self._do_flush(txn, objects)
+            except BaseException as err:
+                txn.fail(err)
+                raise
+            finally:
+                self._flushing = False
+        if objects is None:
+            # As SQLAlchemy: a flush settles every modified object, also those
+            # whose changes were set back (their history starts afresh), and a
+            # rollback of this level expires them as it does updated ones.
+            for state in list(self.identity_map.modified):
+                if state not in self._deleted and not state.changed_keys():
+                    state.commit_all()
+                    txn.dirty.add(state)
+
+    async def _do_flush(self, txn: SessionTransaction, objects: Sequence[Any] | None) -> None:
+        dispatch = self._dispatch
+        if dispatch.has("before_flush"):
+            await dispatch.fire("before_flush", self, None, objects)
+        only = None if objects is None else {id(instance_state(o)) for o in objects}
+        new = [s for s in self._new if only is None or id(s) in only]
+        deleted = [s for s in self._deleted if only is None or id(s) in only]
+        dirty = [
+            s
+            for s in list(self.identity_map.modified)
+            if s not in self._deleted and (only is None or id(s) in only) and s.changed_keys()
+        ]
+        if not (new or deleted or dirty):
+            return
+        for state in new:
+            lost = state.expired_attributes and state.expired_attributes - state.dict.keys()
+            if lost:
+                # Expired, then rolled back to transient: the values are gone, and
+                # inserting NULLs or defaults in their place would lose data silently.
+                raise exc.InvalidRequestError(
+                    f"Can't flush pending {_describe(state)}: its attribute(s) "
+                    f"{sorted(lost)} were expired, so their values are unknown. Set them "
+                    "again, or expunge() the object."
+                )
+        bind = self.get_bind(mapper=(new or dirty or deleted)[0].mapper)
+        conn = await self._connection_for(txn, bind)
+        await self._fire_mapper_events("before", conn, new, dirty, deleted)
+        plan = plan_flush(new, dirty, deleted, conn.dialect)
+        outcome = await execute_flush(plan, conn)
+        # Success: move the states. No await from here on.
+        for state in outcome.inserted:
+            obj = self._new.pop(state, None)
+            state.key = state.mapper.identity_key_from_instance(
+                obj if obj is not None else state.obj_ref()
+            )
+            # The INSERT succeeded, so an object still mapped under this key has
+            # no row (one left over from a rollback): as SQLAlchemy, it was deleted.
+            leftover = self.identity_map.get_state(state.key)
+            if leftover is not None and leftover is not state:
+                self._remove_newly_deleted(leftover, txn)
+            self.identity_map.add(state)
+            txn.inserted[state] = None
+            txn.pending.pop(state, None)
+        for change in outcome.key_changes:
+            txn.key_switches.setdefault(change.state, change.old_key)
+            self.identity_map.replace_key(change.state, change.new_key)
+        for state in outcome.updated:
+            txn.dirty.add(state)
+        for state in outcome.deleted:
+            self._deleted.pop(state, None)
+            self.identity_map.remove(state)
+            state._deleted = True
+            txn.deleted[state] = None
+        await self._fire_mapper_events(
+            "after", conn, list(outcome.inserted), list(outcome.updated), list(outcome.deleted)
+        )
+        if dispatch.has("after_flush"):
+            await dispatch.fire("after_flush", self, None)
+        if dispatch.has("after_flush_postexec"):
+            await dispatch.fire("after_flush_postexec", self, None)
+
+    async def _fire_mapper_events(
+        self,
+        when: str,
+        conn: AsyncConnection,
+        new: Sequence[InstanceState],
+        dirty: Sequence[InstanceState],
+        deleted: Sequence[InstanceState],
+    ) -> None:
+        for kind, states in (("insert", new), ("update", dirty), ("delete", deleted)):
+            for state in states:
+                dispatch = getattr(state.mapper, "dispatch", None)
+                name = f"{when}_{kind}"
+                if dispatch is not None and dispatch.has(name):
+                    await dispatch.fire(name, state.mapper, conn, state.obj_ref())
+
+    async def commit(self) -> None:
+        """Flush, then commit the outermost transaction (releasing savepoints)."""
+        with self._operation("commit"):
+            txn = self._transaction
+            if txn is None:
+                if not self.autobegin:
+                    raise exc.InvalidRequestError("No transaction is begun")
+                txn = self._begin("autobegin")
+            await self._commit_root(txn.root)
+
+    async def _commit_root(self, root: SessionTransaction) -> None:
+        current = self._transaction
+        assert current is not None
+        current.check("commit")
+        root.check("commit")
+        dispatch = self._dispatch
+        if dispatch.has("before_commit"):
+            await dispatch.fire("before_commit", self)
+        await self._flush_inner(current)
+        try:
+            # Release savepoints innermost first, then commit the root.
+            txn: SessionTransaction | None = current
+            while txn is not None and txn.nested:
+                for _conn, savepoint, _ in txn.connections.values():
+                    if savepoint is not None and savepoint.is_active:
+                        await savepoint.commit()
+                txn.merge_into_parent()
+                txn.state = TxState.COMMITTED
+                txn = txn.parent
+            for _conn, ctx, _owned in root.connections.values():
+                if ctx is not None and ctx.is_active:
+                    await ctx.commit()
+        except BaseException as err:
+            root.fail(err)
+            self._transaction = current
+            raise
+        root.state = TxState.COMMITTED
+        self._transaction = None
+        for state in list(root.deleted):
+            state.session = None
+        if self.expire_on_commit:
+            self.expire_all()
+        await self._close_connections(root)
+        if dispatch.has("after_commit"):
+            await dispatch.fire("after_commit", self)
+        await self._end(root)
+
+    async def rollback(self) -> None:
+        """Roll back the outermost transaction and restore SQLAlchemy's object outcome."""
+        with self._operation("rollback"):
+            txn = self._transaction
+            if txn is None:
+                return
+            await self._rollback_root(txn)
+
+    async def _rollback_root(self, current: SessionTransaction) -> None:
+        root = current.root
+        txn: SessionTransaction | None = current
+        while txn is not None:
+            self._restore(txn, expire_all=not txn.nested)
+            txn.state = TxState.CLOSED
+            txn = txn.parent
+        self._transaction = None
+        with anyio.CancelScope(shield=True):
+            await self._rollback_connections(root)
+            if self._dispatch.has("after_rollback"):
+                await self._dispatch.fire("after_rollback", self)
+            await self._end(root)
+
+    async def _rollback_connections(self, root: SessionTransaction) -> None:
+        for conn, ctx, owned in list(root.connections.values()):
+            with anyio.move_on_after(_CLEANUP_TIMEOUT):
+                try:
+                    if ctx is not None and ctx.is_active:
+                        await ctx.rollback()
+                except exc.DBAPIError:
+                    pass  # the engine has invalidated the connection; it is released below
+            if owned:
+                await conn.close()
+        root.connections.clear()
+
+    async def _close_connections(self, root: SessionTransaction) -> None:
+        with anyio.CancelScope(shield=True):
+            for conn, _ctx, owned in list(root.connections.values()):
+                if owned:
+                    await conn.close()
+        root.connections.clear()
+
+    async def _end(self, txn: SessionTransaction) -> None:
+        if self._dispatch.has("after_transaction_end"):
+            await self._dispatch.fire("after_transaction_end", self, txn)
+
+    def _remove_newly_deleted(self, state: InstanceState, txn: SessionTransaction) -> None:
+        """``state``'s row is found gone: it is deleted now (a rollback restores it)."""
+        self.identity_map.remove(state)
+        self._deleted.pop(state, None)
+        state._deleted = True
+        txn.deleted[state] = None
+
+    def _restore(self, txn: SessionTransaction, expire_all: bool) -> None:
+        """Undo a transaction level's effects on the objects (SQLAlchemy's outcome)."""
+        for state in list(txn.pending):
+            if state in self._new:
+                self._detach(state)
+        for state in list(txn.inserted):
+            self.identity_map.remove(state)
+            self._new.pop(state, None)
+            state.key = None
+            state.session = None
+            state._deleted = False  # also if deleted since, and expunged: transient now
+        for state, old_key in txn.key_switches.items():
+            if state.key is None:
+                continue
+            if state.session is self:
+                self.identity_map.replace_key(state, old_key)
+            else:
+                state.key = old_key  # expunged since: its row has the old key again
+        for state in list(txn.deleted):
+            state._deleted = False
+            if state.key is None:
+                continue  # inserted in this transaction too: transient now (above)
+            state.session = self
+            if state.obj_ref() is not None:
+                self.identity_map.add(state)
+        # Deletions marked and not flushed are undone too (at any level, as
+        # SQLAlchemy does): the rows were never deleted.
+        self._deleted.clear()
+        if expire_all:
+            for state in self.identity_map.states():
+                state.expire()
+        else:
+            # What a flush here updated, and what was changed here and not flushed;
+            # rows deleted here are back as they were, so their objects stay loaded.
+            changed = txn.dirty | set(self.identity_map.modified)
+            for state in changed:
+                if state.session is self and state.key is not None:
+                    state.expire()
+        for state in txn.key_switches:
+            if state.key is not None:
+                state.expire()  # also when expunged: its loaded key is not its row's
+
+    async def _end_level(self, txn: SessionTransaction, commit: bool) -> None:
+        """``commit()``/``rollback()`` of the SessionTransaction ``txn``."""
+        current = self._transaction
+        chain: list[SessionTransaction] = []
+        level = current
+        while level is not None:
+            chain.append(level)
+            level = level.parent
+        if txn not in chain:
+            if commit:
+                raise exc.InvalidRequestError(
+                    f"Can't commit {txn!r}: it already ended (state: {txn.state.name})"
+                )
+            return
+        if not txn.nested:
+            await (self.commit() if commit else self.rollback())
+            return
+        if commit:
+            if current is not txn:
+                raise exc.InvalidRequestError(
+                    "Can't release this savepoint: a savepoint begun inside it is still open; "
+                    "commit or roll back that one first"
+                )
+            await _release_savepoint(self, txn)
+            return
+        for level in chain[: chain.index(txn) + 1]:  # innermost first
+            await _rollback_savepoint(self, level)
+
+    async def close(self) -> None:
+        """Roll back any transaction, release connections and detach every object.
+
+        The session can be used again afterwards. Runs shielded from cancellation.
+        """
+        with anyio.CancelScope(shield=True):
+            if self._busy is not None:
+                raise exc.ConcurrentUseError(
+                    f"Can't close(): this session is busy with {self._busy}() in another task"
+                )
+            txn = self._transaction
+            if txn is not None:
+                self._transaction = None
+                await self._rollback_connections(txn.root)
+                await self._end(txn.root)
+            self.expunge_all()
+
+    async def reset(self) -> None:
+        """Like close(): the session starts afresh."""
+        await self.close()
+
+    async def invalidate(self) -> None:
+        """Invalidate the transaction's connections (they are not reused), then close."""
+        txn = self._transaction
+        if txn is not None:
+            for conn, _ctx, _owned in list(txn.root.connections.values()):
+                await conn.invalidate()
+        await self.close()
+
+    # -- queries ---------------------------------------------------------------------
+    async def execute(
+        self,
+        statement: Any,
+        params: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+        bind_arguments: Mapping[str, Any] | None = None,
+    ) -> Result[Any]:
+        """Execute a statement; ORM-enabled SELECTs return objects (buffered)."""
+        with self._operation("execute"):
+            return await self._execute(statement, params, execution_options or {}, bind_arguments)
+
+    async def _execute(
+        self,
+        statement: Any,
+        params: Any,
+        options: Mapping[str, Any],
+        bind_arguments: Mapping[str, Any] | None,
+    ) -> Result[Any]:
+        if not isinstance(statement, ClauseElement):
+            raise exc.ArgumentError(
+                f"execute() takes a statement (select(), insert(), text(), ...), not "
+                f"{type(statement).__name__}"
+            )
+        options = (
+            {**statement.get_execution_options(), **options}
+            if hasattr(statement, "get_execution_options")
+            else dict(options)
+        )
+        if self._dispatch.has("do_orm_execute"):
+            await self._dispatch.fire(
+                "do_orm_execute", ORMExecuteState(self, statement, params, options)
+            )
+        txn = self._current("execute")
+        if self.autoflush and not self._no_autoflush and options.get("autoflush", True):
+            await self._flush_inner(txn)
+        bind = self.get_bind(clause=statement, **dict(bind_arguments or {}))
+        with _io(txn):
+            conn = await self._connection_for(txn, bind)
+            if isinstance(statement, Select):
+                plan = loading.prepare_select(statement)
+                if plan is not None:
+                    return await self._execute_orm_select(conn, plan, params, options)
+            if isinstance(statement, (Update, Delete)):
+                return await self._execute_orm_dml(conn, statement, params, options)
+            return await conn.execute(statement, params)
+
+    async def _execute_orm_select(
+        self, conn: AsyncConnection, plan: loading.ORMPlan, params: Any, options: Mapping[str, Any]
+    ) -> Result[Any]:
+        raw = await conn.execute(plan.statement, params)
+        rows = raw.all()
+        objects = loading.instances(
+            plan, rows, self, self.identity_map, bool(options.get("populate_existing"))
+        )
+        metadata = ResultMetaData(plan.keys, (None,) * len(plan.keys))
+        return Result(metadata, objects)
+
+    async def _execute_orm_dml(
+        self,
+        conn: AsyncConnection,
+        statement: Update | Delete,
+        params: Any,
+        options: Mapping[str, Any],
+    ) -> Result[Any]:
+        sync = options.get("synchronize_session", "auto")
+        if sync not in ("auto", "evaluate", "fetch", False, None):
+            raise exc.ArgumentError(
+                f"synchronize_session must be 'auto', 'evaluate', 'fetch' or False; got {sync!r}"
+            )
+        table = statement.table
+        mapper = mapper_for_table(table)
+        if not sync or mapper is None or statement._returning or isinstance(params, list):
+            return await conn.execute(statement, params)
+        pk_cols = list(mapper.primary_key)
+        result = await conn.execute(statement.returning(*pk_cols), params)
+        pks = [tuple(row) for row in result.all()]
+        if isinstance(statement, Delete):
+            txn = self._transaction
+            assert txn is not None
+            for pk in pks:
+                state = self.identity_map.get_state(mapper.identity_key_from_primary_key(pk))
+                if state is not None:
+                    self.identity_map.remove(state)
+                    state._deleted = True
+                    self._deleted.pop(state, None)
+                    # As a flush's delete: detached at commit, restored by a rollback.
+                    txn.deleted[state] = None
+        else:
+            updated = [mapper.key_for_column(c) for c in statement._values]
+            keys = [k for k in updated if k is not None]
+            for pk in pks:
+                state = self.identity_map.get_state(mapper.identity_key_from_primary_key(pk))
+                if state is not None:
+                    state.expire(keys)
+        return Result(None, [], rowcount=len(pks))
+
+    async def scalar(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        result = await self.execute(statement, params, **kw)
+        return result.scalar()
+
+    async def scalars(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        result = await self.execute(statement, params, **kw)
+        return result.scalars()
+
+    async def stream(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        """A server-side cursor result; Core statements only for now."""
+        with self._operation("stream"):
+            txn = self._current("execute")
+            if self.autoflush and not self._no_autoflush:
+                await self._flush_inner(txn)
+            if isinstance(statement, Select) and loading.prepare_select(statement) is not None:
+                raise exc.InvalidRequestError(
+                    "stream() of ORM entities is not supported yet; use execute(), or stream "
+                    "the columns (select(User.id, User.name))"
+                )
+            conn = await self._connection_for(txn, self.get_bind(clause=statement))
+            return await conn.stream(statement, params)
+
+    async def stream_scalars(self, statement: Any, params: Any = None, **kw: Any) -> Any:
+        result = await self.stream(statement, params, **kw)
+        return result.scalars()
+
+    # -- get / refresh / merge --------------------------------------------------------
+    async def get(
+        self,
+        entity: type[_T],
+        ident: Any,
+        *,
+        options: Sequence[Any] = (),
+        populate_existing: bool = False,
+        with_for_update: Any = None,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> _T | None:
+        """The object with this primary key: from the identity map, else one SELECT."""
+        with self._operation("get"):
+            mapper = _mapper(entity)
+            pk = mapper.normalize_pk(ident)
+            key = mapper.identity_key_from_primary_key(pk)
+            state = self.identity_map.get_state(key)
+            if state is not None and not populate_existing and with_for_update is None:
+                obj = state.obj_ref()
+                if state._deleted:
+                    return None
+                # Deferred keys stay unloaded after an expire; only the others need a load.
+                expired = state.expired_attributes
+                if obj is not None and not (expired and expired - mapper.deferred_keys):
+                    return obj  # type: ignore[no-any-return]
+            txn = self._current("execute")
+            if self.autoflush and not self._no_autoflush:
+                await self._flush_inner(txn)
+            plan, names = _get_plan(mapper, with_for_update)
+            with _io(txn):
+                conn = await self._connection_for(txn, self.get_bind(mapper=mapper))
+                raw = await conn.execute(plan.statement, dict(zip(names, pk, strict=True)))
+            rows = raw.all()
+            if not rows and state is not None and state.obj_ref() is not None:
+                if not populate_existing and with_for_update is None:
+                    # As SQLAlchemy: an expired object whose row is gone was deleted.
+                    self._remove_newly_deleted(state, txn)
+                return None
+            objects = loading.instances(
+                plan,
+                rows,
+                self,
+                self.identity_map,
+                populate_existing or with_for_update is not None,
+            )
+            return objects[0][0] if objects else None
+
+    async def get_one(self, entity: type[_T], ident: Any, **kw: Any) -> _T:
+        obj = await self.get(entity, ident, **kw)
+        if obj is None:
+            raise exc.NoResultFound(f"No {entity.__name__} with primary key {ident!r} was found")
+        return obj
+
+    async def refresh(
+        self,
+        obj: Any,
+        attribute_names: Iterable[str] | None = None,
+        with_for_update: Any = None,
+    ) -> None:
+        """Expire, then reload attributes (all loaded-by-default ones, or these).
+
+        As SQLAlchemy: the attributes are expired first, dropping their unflushed
+        changes, so they stay expired if the row is gone (InvalidRequestError).
+        Unlike SQLAlchemy, refresh() does not autoflush: unflushed changes of
+        other attributes survive a partial refresh, unflushed.
+        """
+        with self._operation("refresh"):
+            state = instance_state(obj)
+            if state.session is not self or state.key is None:
+                raise exc.InvalidRequestError(
+                    f"Can't refresh {_describe(state)}: it is not persistent in this session"
+                )
+            names = None if attribute_names is None else list(attribute_names)
+            unknown = [n for n in names or () if n not in state.mapper.attrs]
+            if unknown:
+                raise exc.InvalidRequestError(
+                    f"{state.mapper.class_.__name__} has no attribute(s) {unknown} to refresh"
+                )
+            self._current("execute")
+            state.expire(names)
+            await self._load_attributes(state, names, with_for_update, refresh=True)
+
+    async def _load_attributes(
+        self,
+        state: InstanceState,
+        attribute_names: Iterable[str] | None,
+        with_for_update: Any,
+        refresh: bool,
+    ) -> None:
+        mapper = state.mapper
+        if attribute_names is None:
+            pairs = loading.load_columns(mapper)
+        else:
+            names = list(attribute_names)
+            unknown = [n for n in names if n not in mapper.attrs]
+            if unknown:
+                raise exc.InvalidRequestError(
+                    f"{mapper.class_.__name__} has no attribute(s) {unknown} to refresh"
+                )
+            # Loading one expired attribute loads all expired ones of the object.
+            expired = state.expired_attributes or set()
+            pairs = loading.load_columns(
+                mapper,
+                set(names) | {k for k in expired if k not in mapper.deferred_keys or k in names},
+            )
+        txn = self._current("execute")
+        keys = tuple(k for k, _ in pairs)
+        stmt = select(*[c for _, c in pairs]).where(
+            *[
+                col == bindparam(f"pk_{i}", type_=col.type)
+                for i, col in enumerate(mapper.primary_key)
+            ]
+        )
+        if with_for_update is not None:
+            opts = with_for_update if isinstance(with_for_update, dict) else {}
+            stmt = stmt.with_for_update(**opts)
+        assert state.key is not None
+        with _io(txn):
+            conn = await self._connection_for(txn, self.get_bind(mapper=mapper))
+            raw = await conn.execute(stmt, {f"pk_{i}": v for i, v in enumerate(state.key[1])})
+        row = raw.first()
+        if row is None:
+            raise exc.InvalidRequestError(
+                f"Could not refresh {_describe(state)}: its row no longer exists"
+            )
+        loading.populate_state(state, keys, tuple(row), overwrite_changes=refresh)
+
+    async def merge(self, obj: _T, load: bool = True, options: Sequence[Any] = ()) -> _T:
+        """Copy ``obj``'s state onto the persistent object with its key (loaded if needed).
+
+        Returns the object in this session; ``obj`` itself is not attached.
+        """
+        with self._operation("merge"):
+            state = instance_state(obj)
+            if not load and state.key is None:
+                raise exc.InvalidRequestError(
+                    "merge(load=False) does not support transient (never flushed) objects; "
+                    "flush them first, or merge with load=True"
+                )
+            if load and self.autoflush and not self._no_autoflush:
+                # As SQLAlchemy: flush first whenever merge may load (even from the map).
+                await self._flush_inner(self._current("execute"))
+            mapper = state.mapper
+            d = obj.__dict__
+            pk = tuple(d.get(k) for k in mapper.pk_keys)
+            target: Any = None
+            if all(v is not None for v in pk):
+                key = mapper.identity_key_from_primary_key(pk)
+                target = self.identity_map.get(key)
+                if target is None and load:
+                    txn = self._current("execute")
+                    plan, names = _get_plan(mapper, None)
+                    with _io(txn):
+                        conn = await self._connection_for(txn, self.get_bind(mapper=mapper))
+                        raw = await conn.execute(plan.statement, dict(zip(names, pk, strict=True)))
+                    found = loading.instances(plan, raw.all(), self, self.identity_map)
+                    target = found[0][0] if found else None
+                elif target is None and not load:
+                    if state.modified and state.key is not None:
+                        raise exc.InvalidRequestError(
+                            "merge(load=False) needs an unmodified object; this one has changes"
+                        )
+                    target = mapper.class_.__new__(mapper.class_)
+                    tstate = instance_state(target)
+                    target.__dict__.update({k: v for k, v in d.items() if k in mapper.attrs})
+                    tstate.key = key
+                    self._attach(tstate, target)
+                    return target  # type: ignore[no-any-return]
+            if target is None:
+                target = mapper.class_.__new__(mapper.class_)
+                instance_state(target)
+                self._attach(instance_state(target), target)
+            for key_name in mapper.column_attrs:
+                if key_name in d:
+                    value = d[key_name]
+                    if target.__dict__.get(key_name, NO_VALUE) is not value:
+                        setattr(target, key_name, value)
+            return target  # type: ignore[no-any-return]
+
+    # -- misc -------------------------------------------------------------------------
+    @property
+    @contextlib.contextmanager
+    def no_autoflush(self) -> Iterator[AsyncSession]:
+        """``with session.no_autoflush:`` queries inside do not flush first."""
+        self._no_autoflush += 1
+        try:
+            yield self
+        finally:
+            self._no_autoflush -= 1
+
+    @property
+    def is_active(self) -> bool:
+        txn = self._transaction
+        return txn is None or txn.state is TxState.ACTIVE
+
+    # -- blocking code (the sync facade's hook) ---------------------------------------
+    async def run_sync(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+        """Run ``fn(sync_session, *args, **kwargs)`` in a worker thread; return its result.
+
+        ``sync_session`` is a blocking :class:`asyncsession.sync.Session` over this
+        very session (same identity map, same transaction): each of its calls
+        runs on this event loop through ``anyio.from_thread``, and inside ``fn``
+        reading an unloaded attribute loads it. Each call is one operation of
+        the session, as each ``await`` is; don't use the session from other
+        tasks until run_sync() returns. Needs ``asyncsession.sync`` imported.
+        """
+        hook = _run_sync_hook
+        if hook is None:
+            raise exc.InvalidRequestError(
+                "run_sync() needs the sync facade: import asyncsession.sync first"
+            )
+        result: _T = await hook(self, fn, args, kwargs)
+        return result
+
+    def __repr__(self) -> str:
+        return f"<AsyncSession {self.hash_key} txn={self._transaction!r}>"
+
+
+@contextlib.contextmanager
+def _io(txn: SessionTransaction) -> Iterator[None]:
+    """Deactivate ``txn`` when IO inside fails or is cancelled.
+
+    A failed statement leaves the database transaction in doubt (PostgreSQL
+    aborts it), and a cancelled one leaves the connection rolled back or
+    terminated by the engine: either way only rollback() may follow. Errors
+    raised before any IO (bad arguments) leave the transaction alone.
+    """
+    try:
+        yield
+    except exc.DBAPIError as err:
+        txn.fail(err)
+        raise
+    except exc.AsyncSessionError:
+        raise
+    except BaseException as err:
+        txn.fail(err)
+        raise
+
+
+class _TransactionContext:
+    """``session.begin()``: an async context manager that commits or rolls back."""
+
+    __slots__ = ("_session", "_txn")
+
+    def __init__(self, session: AsyncSession, txn: SessionTransaction) -> None:
+        self._session = session
+        self._txn = txn
+
+    async def __aenter__(self) -> SessionTransaction:
+        return self._txn
+
+    def __await__(self) -> Any:
+        async def start() -> SessionTransaction:
+            return self._txn
+
+        return start().__await__()
+
+    async def __aexit__(self, exc_type: Any, exc_value: Any, tb: Any) -> None:
+        session = self._session
+        if session._transaction is None or session._transaction.root is not self._txn:
+            if exc_type is None and self._txn.state is TxState.COMMITTED:
+                raise exc.InvalidRequestError(
+                    "The transaction begun by `async with session.begin():` was committed "
+                    "inside the block; commit() there is redundant (the block commits at its "
+                    "end) and leaving it is an error"
+                )
+            return
+        if exc_type is None:
+            await session.commit()
+        else:
+            await session.rollback()
+
+
+class _NestedContext:
+    """``session.begin_nested()``: a savepoint, released or rolled back by the block."""
+
+    __slots__ = ("_session", "_txn")
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+        self._txn: SessionTransaction | None = None
+
+    def __await__(self) -> Any:
+        return self._start().__await__()
+
+    async def _start(self) -> SessionTransaction:
+        self._txn = await self._session._start_nested()
+        return self._txn
+
+    async def __aenter__(self) -> SessionTransaction:
+        return await self._start()
+
+    async def __aexit__(self, exc_type: Any, exc_value: Any, tb: Any) -> None:
+        txn = self._txn
+        assert txn is not None
+        session = self._session
+        if session._transaction is not txn:
+            return  # ended inside the block (commit() or rollback() of the session)
+        if exc_type is None and txn.state is TxState.ACTIVE:
+            try:
+                await _release_savepoint(session, txn)
+            except BaseException:
+                # A failed release (its flush) rolls the savepoint back, as SQLAlchemy:
+                # `except IntegrityError` around the block then goes on in the outer one.
+                if session._transaction is txn:
+                    await _rollback_savepoint(session, txn)
+                raise
+        else:
+            await _rollback_savepoint(session, txn)
+
+
+async def _release_savepoint(session: AsyncSession, txn: SessionTransaction) -> None:
+    with session._operation("commit"):
+        txn.check("commit")
+        await session._flush_inner(txn)
+        try:
+            for _conn, savepoint, _ in txn.connections.values():
+                if savepoint is not None and savepoint.is_active:
+                    await savepoint.commit()
+        except BaseException as err:
+            txn.fail(err)
+            raise
+        txn.merge_into_parent()
+        txn.state = TxState.COMMITTED
+        session._transaction = txn.parent
+        await session._end(txn)
+
+
+async def _rollback_savepoint(session: AsyncSession, txn: SessionTransaction) -> None:
+    with session._operation("rollback"):
+        session._restore(txn, expire_all=False)
+        txn.state = TxState.CLOSED
+        session._transaction = txn.parent
+        parent = txn.parent
+        assert parent is not None
+        with anyio.CancelScope(shield=True):
+            rolled_back = bool(txn.connections)
+            try:
+                for _conn, savepoint, _ in txn.connections.values():
+                    if savepoint is not None and savepoint.is_active:
+                        await savepoint.rollback()
+                    else:
+                        rolled_back = False
+            except BaseException as err:
+                parent.fail(err)
+                raise
+            if rolled_back and txn.error is not None:
+                # An error inside the savepoint deactivated the levels above it too; the
+                # database transaction survived (ROLLBACK TO SAVEPOINT worked), so they
+                # are usable again. After a cancellation the engine has ended the
+                # savepoint itself, rolled_back is False and they stay DEACTIVE.
+                level: SessionTransaction | None = parent
+                while level is not None and level.error is txn.error:
+                    level.state = TxState.ACTIVE
+                    level.error = None
+                    level = level.parent
+            if session._dispatch.has("after_soft_rollback"):
+                await session._dispatch.fire("after_soft_rollback", session, txn)
+            await session._end(txn)
+
+
+def _describe(state: InstanceState) -> str:
+    ident = state.identity
+    name = state.mapper.class_.__name__
+    return f"<{name} at 0x{id(state.obj_ref()):x}>" if ident is None else f"<{name} {ident!r}>"
+
+
+def _mapper(entity: Any) -> Any:
+    mapper = loading.mapper_of(entity)
+    if mapper is None:
+        raise exc.ArgumentError(f"{entity!r} is not a mapped class")
+    return mapper
+
+
+_GET_PLANS: weakref.WeakKeyDictionary[Any, dict[Any, tuple[loading.ORMPlan, tuple[str, ...]]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _get_plan(mapper: Any, with_for_update: Any) -> tuple[loading.ORMPlan, tuple[str, ...]]:
+    """The SELECT by primary key for ``get()``, built once per mapper."""
+    plans = _GET_PLANS.setdefault(mapper, {})
+    cache_key = repr(with_for_update)
+    found = plans.get(cache_key)
+    if found is not None:
+        return found
+    names = tuple(f"pk_{i}" for i in range(len(mapper.primary_key)))
+    stmt = select(mapper.class_).where(
+        *[
+            col == bindparam(name, type_=col.type)
+            for col, name in zip(mapper.primary_key, names, strict=True)
+        ]
+    )
+    if with_for_update is not None:
+        stmt = stmt.with_for_update(
+            **(with_for_update if isinstance(with_for_update, dict) else {})
+        )
+    plan = loading.prepare_select(stmt)
+    assert plan is not None
+    plans[cache_key] = (plan, names)
+    return plan, names
+
+
+class async_sessionmaker(Generic[_S]):
+    """A factory of sessions with fixed options: ``Session = async_sessionmaker(engine)``.
+
+    ``Session()`` makes a session; ``Session.begin()`` makes one and begins a
+    transaction that commits when the block ends. Listeners added to the
+    factory (``event.listen(Session, "before_flush", fn)``) apply to every
+    session it makes.
+    """
+
+    # Without class_, the factory makes AsyncSession: the overloads say so to type checkers.
+    @overload
+    def __init__(
+        self,
+        bind: AsyncEngine | AsyncConnection | None = None,
+        *,
+        class_: type[_S],
+        **kw: Any,
+    ) -> None: ...
+
+    @overload
+    def __init__(
+        self: async_sessionmaker[AsyncSession],
+        bind: AsyncEngine | AsyncConnection | None = None,
+        **kw: Any,
+    ) -> None: ...
+
+    def __init__(
+        self,
+        bind: AsyncEngine | AsyncConnection | None = None,
+        *,
+        class_: type[_S] = AsyncSession,  # type: ignore[assignment]
+        **kw: Any,
+    ) -> None:
+        self.bind = bind
+        self.class_ = class_
+        self.kw = kw
+        self._dispatch = Dispatcher(SESSION_EVENTS, class_._dispatcher_for("before_flush"))
+
+    def _dispatcher_for(self, identifier: str) -> Dispatcher:
+        return self._dispatch
+
+    def __call__(self, **local_kw: Any) -> _S:
+        options = {**self.kw, **local_kw}
+        options.setdefault("bind", self.bind)
+        return self.class_(_parent_dispatch=self._dispatch, **options)
+
+    @contextlib.asynccontextmanager
+    async def begin(self) -> AsyncIterator[_S]:
+        async with self() as session, session.begin():
+            yield session
+
+    def configure(self, **kw: Any) -> None:
+        if "bind" in kw:
+            self.bind = kw.pop("bind")
+        self.kw.update(kw)
+
+    def __repr__(self) -> str:
+        return f"async_sessionmaker(class_={self.class_.__name__}, bind={self.bind!r})"
+
+
+class async_scoped_session(Generic[_S]):
+    """One session per scope (by default the current task): ``Session()`` returns it.
+
+    Attribute access and method calls are proxied to the scope's session;
+    ``await Session.remove()`` closes it and forgets it.
+    """
+
+    def __init__(
+        self, session_factory: async_sessionmaker[_S], scopefunc: Callable[[], Any] | None = None
+    ) -> None:
+        self.session_factory = session_factory
+        self.scopefunc = scopefunc if scopefunc is not None else _current_task_id
+        self.registry: dict[Any, _S] = {}
+
+    def __call__(self, **kw: Any) -> _S:
+        scope = self.scopefunc()
+        session = self.registry.get(scope)
+        if session is None:
+            session = self.registry[scope] = self.session_factory(**kw)
+        elif kw:
+            raise exc.InvalidRequestError(
+                "This scope already has a session; options can only be given when it is made"
+            )
+        return session
+
+    def has(self) -> bool:
+        return self.scopefunc() in self.registry
+
+    async def remove(self) -> None:
+        session = self.registry.pop(self.scopefunc(), None)
+        if session is not None:
+            await session.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self(), name)
+
+
+def _current_task_id() -> Any:
+    return anyio.get_current_task().id
+
+
+class _AwaitableAttrs:
+    __slots__ = ("_obj",)
+
+    def __init__(self, obj: Any) -> None:
+        self._obj = obj
+
+    def __getattr__(self, name: str) -> Any:
+        return _load_attribute(self._obj, name)
+
+
+async def _load_attribute(obj: Any, name: str) -> Any:
+    state = instance_state(obj)
+    if name not in state.mapper.attrs:
+        raise AttributeError(f"{type(obj).__name__} has no mapped attribute {name!r}")
+    if name not in obj.__dict__ and state.key is not None:
+        session = state.session
+        if session is None:
+            raise exc.InvalidRequestError(
+                f"Can't load {type(obj).__name__}.{name}: the object is detached from its "
+                "session; add() or merge() it into one first"
+            )
+        with session._operation("load"):
+            await session._load_attributes(state, [name], None, refresh=False)
+    return getattr(obj, name)
+
+
+class AsyncAttrs:
+    """Mixin: ``await obj.awaitable_attrs.name`` loads ``name`` if needed and returns it."""
+
+    __slots__ = ()
+
+    @property
+    def awaitable_attrs(self) -> Any:
+        return _AwaitableAttrs(self)
+
+
+async def close_all_sessions() -> None:
+    """Close every session that is still alive in this process."""
+    for session in list(_sessions.values()):
+        await session.close()
+
+
+def object_session(obj: Any) -> AsyncSession | None:
+    """The session an object belongs to, or None."""
+    session: AsyncSession | None = instance_state(obj).session
+    return session
+
+
+async_object_session = object_session
+
+
+def make_transient(obj: Any) -> None:
+    """Make an object transient: no session, no identity (its values stay)."""
+    state = instance_state(obj)
+    session = state.session
+    if session is not None:
+        session._detach(state)
+    state.key = None
+    state._deleted = False
+    state.expired_attributes = None
+
+
+def make_transient_to_detached(obj: Any) -> None:
+    """Give a transient object the identity its primary key says: it becomes detached."""
+    state = instance_state(obj)
+    if state.session is not None or state.key is not None:
+        raise exc.InvalidRequestError(f"{_describe(state)} is not transient")
+    state.key = state.mapper.identity_key_from_instance(obj)
+    if any(v is None for v in state.key[1]):
+        state.key = None
+        raise exc.InvalidRequestError(
+            f"{_describe(state)} has no complete primary key; it can't become detached"
+        )
+    state.commit_all()
+
+
+# Installed by asyncsession.sync (a layer above this one) when it is imported:
+# ``await hook(session, fn, args, kwargs)`` runs fn in a worker thread with a
+# blocking Session over ``session`` and returns its result.
+_run_sync_hook: Callable[..., Any] | None = None

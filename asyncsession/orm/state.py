@@ -1,0 +1,401 @@
+"""Instance state: what the ORM knows about one mapped object.
+
+How this works:
+
+* Attribute values live in the object's own ``__dict__`` under their attribute
+  keys, so reading a loaded attribute is one dict lookup. The object's
+  :class:`InstanceState` lives there too, under ``STATE_KEY``.
+* A key missing from ``__dict__`` is *unloaded*: never set (transient and
+  pending objects read ``None``), expired, or deferred. Reading an unloaded
+  attribute of an object that has an identity raises
+  ``UnloadedAttributeError``: no attribute access ever does IO in async code.
+  Blocking code (the sync facade, ``run_sync``) installs an implicit loader in
+  a context variable, and only then is the attribute loaded on access.
+* The first change to an attribute records its previous value in
+  ``committed_state`` (``NO_VALUE`` if it was not loaded). History compares
+  the current value with that record; a flush or commit clears it.
+* The lifecycle flags follow SQLAlchemy: transient (no identity, no session),
+  pending (no identity, in a session), persistent (identity and session),
+  deleted (deleted in a flush, not yet committed), detached (identity, no
+  session).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import weakref
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+from asyncsession import exc
+
+if TYPE_CHECKING:
+    from asyncsession.orm.identity import IdentityMap
+    from asyncsession.orm.mapper import Mapper
+
+STATE_KEY = "_asyncsession_state"
+
+
+class _NoValue:
+    """The value of an attribute that was never loaded or set."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_VALUE"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "NO_VALUE"
+
+
+NO_VALUE: Any = _NoValue()
+
+# Set by blocking contexts (the sync facade, run_sync) to a function that loads
+# an attribute of a state; None in async code, where loading must be explicit.
+implicit_loader: contextvars.ContextVar[Callable[[InstanceState, str], Any] | None] = (
+    contextvars.ContextVar("asyncsession_implicit_loader", default=None)
+)
+
+
+class History(NamedTuple):
+    """An attribute's change since it was loaded: (added, unchanged, deleted)."""
+
+    added: tuple[Any, ...]
+    unchanged: tuple[Any, ...]
+    deleted: tuple[Any, ...]
+
+    def has_changes(self) -> bool:
+        return bool(self.added or self.deleted)
+
+    def empty(self) -> bool:
+        return not (self.added or self.unchanged or self.deleted)
+
+    def sum(self) -> tuple[Any, ...]:
+        return self.added + self.unchanged + self.deleted
+
+    def non_deleted(self) -> tuple[Any, ...]:
+        return self.added + self.unchanged
+
+
+_EMPTY_HISTORY = History((), (), ())
+
+
+def values_differ(a: Any, b: Any) -> bool:
+    """Change detection for scalars: identity, then equality (errors count as changed)."""
+    if a is b:
+        return False
+    try:
+        return bool(a != b)
+    except Exception:
+        return True
+
+
+class InstanceState:
+    """The ORM's bookkeeping for one mapped object; ``inspect(obj)`` returns it."""
+
+    __slots__ = (
+        "__weakref__",
+        "_deleted",
+        "_strong",
+        "committed_state",
+        "expired_attributes",
+        "identity_map",
+        "insert_order",
+        "key",
+        "load_options",
+        "mapper",
+        "modified",
+        "obj_ref",
+        "session",
+    )
+
+    def __init__(self, obj: Any, mapper: Mapper, obj_ref: Callable[[], Any] | None = None) -> None:
+        self.mapper = mapper
+        self.obj_ref: Callable[[], Any] = weakref.ref(obj) if obj_ref is None else obj_ref
+        self.key: tuple[Any, ...] | None = None
+        self.session: Any = None
+        self.identity_map: IdentityMap | None = None
+        self.committed_state: dict[str, Any] | None = None
+        self.expired_attributes: set[str] | None = None
+        self.modified = False
+        self._deleted = False
+        self._strong: Any = None
+        self.insert_order = 0
+        self.load_options: Any = None
+
+    # -- lifecycle flags --------------------------------------------------------
+    @property
+    def transient(self) -> bool:
+        return self.key is None and self.session is None
+
+    @property
+    def pending(self) -> bool:
+        return self.key is None and self.session is not None
+
+    @property
+    def persistent(self) -> bool:
+        return self.key is not None and self.session is not None and not self._deleted
+
+    @property
+    def deleted(self) -> bool:
+        return self.key is not None and self.session is not None and self._deleted
+
+    @property
+    def was_deleted(self) -> bool:
+        return self._deleted
+
+    @property
+    def detached(self) -> bool:
+        return self.key is not None and self.session is None
+
+    @property
+    def has_identity(self) -> bool:
+        return self.key is not None
+
+    @property
+    def identity(self) -> tuple[Any, ...] | None:
+        """The primary key tuple, or None before the object is flushed."""
+        return self.key[1] if self.key is not None else None
+
+    @property
+    def identity_key(self) -> tuple[Any, ...] | None:
+        return self.key
+
+    @property
+    def object(self) -> Any:
+        return self.obj_ref()
+
+    obj = object
+
+    @property
+    def dict(self) -> dict[str, Any]:
+        obj = self.obj_ref()
+        return obj.__dict__ if obj is not None else {}
+
+    @property
+    def async_session(self) -> Any:
+        return self.session
+
+    @property
+    def class_(self) -> Any:
+        return self.mapper.class_
+
+    # -- attribute bookkeeping ------------------------------------------------------
+    @property
+    def unloaded(self) -> set[str]:
+        """Attribute keys with no value in the object (expired, deferred or never set)."""
+        d = self.dict
+        return {k for k in self.mapper.attr_keys if k not in d}
+
+    @property
+    def expired(self) -> bool:
+        return bool(self.expired_attributes)
+
+    @property
+    def attrs(self) -> AttributeStates:
+        return AttributeStates(self)
+
+    def record_change(self, key: str, old: Any) -> None:
+        """Note that ``key`` changes from ``old`` (first change only)."""
+        committed = self.committed_state
+        if committed is None:
+            committed = self.committed_state = {}
+        if key not in committed:
+            committed[key] = old
+        if not self.modified:
+            self.modified = True
+            self._strong = self.obj_ref()
+            if self.identity_map is not None:
+                self.identity_map.modified.add(self)
+                # As SQLAlchemy: changing a persistent object autobegins (no IO),
+                # so that a rollback() discards the change.
+                session = self.session
+                if session is not None and session._transaction is None and session.autobegin:
+                    session._begin("autobegin")
+
+    def history(self, key: str) -> History:
+        d = self.dict
+        current = d.get(key, NO_VALUE)
+        committed = self.committed_state
+        if committed is None or key not in committed:
+            if current is NO_VALUE:
+                return _EMPTY_HISTORY
+            return History((), (current,), ())
+        original = committed[key]
+        if original is NO_VALUE:
+            if current is NO_VALUE:
+                return _EMPTY_HISTORY
+            return History((current,), (), ())
+        if current is NO_VALUE:
+            return History((), (), (original,))
+        if values_differ(current, original):
+            return History((current,), (), (original,))
+        return History((), (current,), ())
+
+    def changed_keys(self) -> list[str]:
+        """Keys whose current value differs from the loaded one."""
+        committed = self.committed_state
+        if not committed:
+            return []
+        d = self.dict
+        out = []
+        for key, original in committed.items():
+            current = d.get(key, NO_VALUE)
+            if current is NO_VALUE:
+                continue
+            if original is NO_VALUE or values_differ(current, original):
+                out.append(key)
+        return out
+
+    def commit(self, keys: Iterable[str]) -> None:
+        """Forget the recorded changes of ``keys`` (their current values are now loaded)."""
+        committed = self.committed_state
+        if committed:
+            for key in keys:
+                committed.pop(key, None)
+        if self.expired_attributes:
+            self.expired_attributes.difference_update(keys)
+
+    def commit_all(self) -> None:
+        """Forget every recorded change: the object matches its row."""
+        self.committed_state = None
+        expired = self.expired_attributes
+        if expired:
+            expired.difference_update(self.dict)  # assigned since the expire: loaded now
+        if self.modified:
+            self.modified = False
+            self._strong = None
+            if self.identity_map is not None:
+                self.identity_map.modified.discard(self)
+
+    def expire(self, keys: Iterable[str] | None = None) -> None:
+        """Drop loaded values (all attributes, or ``keys``) and any changes to them."""
+        obj = self.obj_ref()
+        if obj is None:
+            return
+        d = obj.__dict__
+        keys = list(self.mapper.expirable_keys if keys is None else keys)
+        expired = self.expired_attributes
+        if expired is None:
+            expired = self.expired_attributes = set()
+        for key in keys:
+            d.pop(key, None)
+            expired.add(key)
+        committed = self.committed_state
+        if committed:
+            for key in keys:
+                committed.pop(key, None)
+        if not committed and self.modified:
+            self.commit_all()
+
+    def unloaded_error(self, key: str) -> exc.UnloadedAttributeError:
+        cls = self.mapper.class_.__name__
+        if self.expired_attributes and key in self.expired_attributes:
+            why = "it was expired"
+        elif key in self.mapper.deferred_keys:
+            why = "it is deferred"
+        else:
+            why = "it was not loaded"
+        return exc.UnloadedAttributeError(
+            f"{cls}.{key} is not loaded ({why}), and async code never loads implicitly. "
+            f"Load it with `await obj.awaitable_attrs.{key}`, "
+            f"`await session.refresh(obj, [{key!r}])`, or a loader option in the query "
+            f"(undefer(), selectinload(), ...)."
+        )
+
+    def __repr__(self) -> str:
+        if self.transient:
+            flag = "transient"
+        elif self.pending:
+            flag = "pending"
+        elif self.deleted:
+            flag = "deleted"
+        elif self.persistent:
+            flag = "persistent"
+        else:
+            flag = "detached"
+        return f"<InstanceState {self.mapper.class_.__name__} {flag} key={self.identity}>"
+
+
+class AttributeState:
+    """``inspect(obj).attrs.name``: one attribute's value, history and load status."""
+
+    __slots__ = ("key", "state")
+
+    def __init__(self, state: InstanceState, key: str) -> None:
+        self.state = state
+        self.key = key
+
+    @property
+    def loaded_value(self) -> Any:
+        return self.state.dict.get(self.key, NO_VALUE)
+
+    @property
+    def value(self) -> Any:
+        obj = self.state.obj_ref()
+        return getattr(obj, self.key)
+
+    @property
+    def history(self) -> History:
+        return self.state.history(self.key)
+
+    def load_history(self) -> History:
+        return self.history
+
+
+class AttributeStates:
+    """The ``attrs`` namespace of an InstanceState."""
+
+    __slots__ = ("_state",)
+
+    def __init__(self, state: InstanceState) -> None:
+        self._state = state
+
+    def __getattr__(self, key: str) -> AttributeState:
+        if key not in self._state.mapper.attrs:
+            raise AttributeError(
+                f"{self._state.mapper.class_.__name__} has no mapped attribute {key!r}"
+            )
+        return AttributeState(self._state, key)
+
+    def __getitem__(self, key: str) -> AttributeState:
+        return self.__getattr__(key)
+
+    def __iter__(self) -> Any:
+        return (AttributeState(self._state, k) for k in self._state.mapper.attrs)
+
+    def keys(self) -> list[str]:
+        return list(self._state.mapper.attrs)
+
+
+def instance_state(obj: Any) -> InstanceState:
+    """The state of a mapped object, created on first use."""
+    try:
+        return obj.__dict__[STATE_KEY]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    except AttributeError:
+        if getattr(type(obj), "__mapper__", None) is None:
+            raise exc.ArgumentError(f"{type(obj).__name__!r} is not a mapped class") from None
+        raise exc.ArgumentError(
+            f"{type(obj).__name__} objects have no __dict__; mapped classes can't use __slots__"
+        ) from None
+    mapper = getattr(type(obj), "__mapper__", None)
+    if mapper is None:
+        raise exc.ArgumentError(f"{type(obj).__name__!r} is not a mapped class")
+    state = InstanceState(obj, mapper)
+    obj.__dict__[STATE_KEY] = state
+    return state
+
+
+def maybe_state(obj: Any) -> InstanceState | None:
+    d = getattr(obj, "__dict__", None)
+    if d is None:
+        return None
+    state = d.get(STATE_KEY)
+    if state is None and getattr(type(obj), "__mapper__", None) is not None:
+        return instance_state(obj)
+    return state  # type: ignore[no-any-return]

@@ -1,0 +1,317 @@
+"""ORM workloads on PostgreSQL: asyncsession's AsyncSession against SQLAlchemy's
+AsyncSession and raw asyncpg doing the same work by hand.
+
+Every contender keeps one engine/connection from setup; each run starts from a
+table in a known state (``before_each``, untimed). The raw contender does what
+the ORM call amounts to: the same statements, rows turned into plain objects
+where the ORM would build objects.
+
+- ``orm_insert_10k``: 10,000 new objects in one flush (commit), keys fetched back.
+- ``orm_get_2000``: 2,000 ``get()`` by primary key, each in a fresh session (no
+  identity-map hits), in one transaction.
+- ``orm_select_10k``: one SELECT of 10,000 rows into objects.
+- ``orm_update_10k``: load 10,000 objects, change one attribute on each, commit.
+- ``orm_small_tx_500``: 500 transactions, each inserting one object and committing.
+- ``orm_delete_10k``: load 10,000 objects, delete each, commit.
+
+The server is ``ASYNCSESSION_TEST_PG_URL`` (default: the local one).
+"""
+
+import os
+from typing import Any
+
+from benchmarks._runner import Implementation, Unavailable, Workload
+
+PG_URL = os.environ.get(
+    "ASYNCSESSION_TEST_PG_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+DSN = PG_URL.replace("+asyncpg", "")
+TABLE = "bench_orm_items"
+N = 10_000
+N_GETS = 2_000
+N_TX = 500
+
+CREATE = (
+    f"CREATE TABLE {TABLE} (id SERIAL PRIMARY KEY, name VARCHAR(40) NOT NULL, "
+    "qty INTEGER NOT NULL, note VARCHAR(40))"
+)
+SEED = [(f"item {i}", i % 97, None) for i in range(1, N + 1)]
+
+
+async def _reset(raw: Any, rows: bool) -> None:
+    await raw.execute(f"DROP TABLE IF EXISTS {TABLE}")
+    await raw.execute(CREATE)
+    if rows:
+        await raw.copy_records_to_table(TABLE, records=SEED, columns=["name", "qty", "note"])
+
+
+# -- asyncsession -----------------------------------------------------------------------
+def _our_model() -> Any:
+    from asyncsession import DeclarativeBase, Mapped, String, mapped_column
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Item(Base):
+        __tablename__ = TABLE
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(40))
+        qty: Mapped[int]
+        note: Mapped[str | None] = mapped_column(String(40))
+
+    return Item
+
+
+class _Ours:
+    def __init__(self) -> None:
+        from asyncsession import AsyncSession, create_async_engine, select
+
+        self.engine = create_async_engine(PG_URL)
+        self.Item = _our_model()
+        self.Session = AsyncSession
+        self.select = select
+        self.raw: Any = None
+
+
+async def _ours_setup() -> _Ours:
+    import asyncpg
+
+    ours = _Ours()
+    try:
+        ours.raw = await asyncpg.connect(DSN)
+    except OSError as err:
+        raise Unavailable(f"PostgreSQL is not reachable: {err}") from None
+    return ours
+
+
+async def _ours_teardown(ours: _Ours) -> None:
+    await ours.raw.execute(f"DROP TABLE IF EXISTS {TABLE}")
+    await ours.raw.close()
+    await ours.engine.dispose()
+
+
+# -- SQLAlchemy --------------------------------------------------------------------------
+def _their_model() -> Any:
+    from sqlalchemy import String
+    from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Item(Base):
+        __tablename__ = TABLE
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(40))
+        qty: Mapped[int]
+        note: Mapped[str | None] = mapped_column(String(40))
+
+    return Item
+
+
+class _Theirs:
+    def __init__(self) -> None:
+        from sqlalchemy import select
+        from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+
+        self.engine = create_async_engine(PG_URL)
+        self.Item = _their_model()
+        self.Session = lambda engine: AsyncSession(engine, expire_on_commit=False)
+        self.select = select
+        self.raw: Any = None
+
+
+async def _theirs_setup() -> _Theirs:
+    import asyncpg
+
+    theirs = _Theirs()
+    try:
+        theirs.raw = await asyncpg.connect(DSN)
+    except OSError as err:
+        raise Unavailable(f"PostgreSQL is not reachable: {err}") from None
+    return theirs
+
+
+async def _theirs_teardown(theirs: _Theirs) -> None:
+    await theirs.raw.close()
+    await theirs.engine.dispose()
+
+
+# -- the ORM workloads, shared by both ORMs (same API) ---------------------------------------
+async def _orm_insert(orm: Any) -> None:
+    async with orm.Session(orm.engine) as session:
+        items = [orm.Item(name=f"item {i}", qty=i % 97) for i in range(N)]
+        session.add_all(items)
+        await session.commit()
+        assert items[-1].id is not None
+
+
+async def _orm_get(orm: Any) -> None:
+    async with orm.Session(orm.engine) as session:
+        Item = orm.Item
+        for i in range(1, N_GETS + 1):
+            item = await session.get(Item, i)
+            assert item.id == i
+            session.expunge(item)
+
+
+async def _orm_select(orm: Any) -> None:
+    async with orm.Session(orm.engine) as session:
+        items = (await session.execute(orm.select(orm.Item))).scalars().all()
+        assert len(items) == N
+
+
+async def _orm_update(orm: Any) -> None:
+    async with orm.Session(orm.engine) as session:
+        items = (await session.execute(orm.select(orm.Item))).scalars().all()
+        for item in items:
+            item.note = "seen"
+        await session.commit()
+
+
+async def _orm_small_tx(orm: Any) -> None:
+    Item = orm.Item
+    for i in range(N_TX):
+        async with orm.Session(orm.engine) as session:
+            session.add(Item(name=f"tx {i}", qty=i))
+            await session.commit()
+
+
+async def _orm_delete(orm: Any) -> None:
+    async with orm.Session(orm.engine) as session:
+        items = (await session.execute(orm.select(orm.Item))).scalars().all()
+        for item in items:
+            await session.delete(item)
+        await session.commit()
+
+
+# -- raw asyncpg: the same work by hand -------------------------------------------------------
+class _Obj:
+    __slots__ = ("id", "name", "note", "qty")
+
+    def __init__(self, id: Any, name: Any, qty: Any, note: Any) -> None:
+        self.id = id
+        self.name = name
+        self.qty = qty
+        self.note = note
+
+
+async def _raw_setup() -> Any:
+    import asyncpg
+
+    try:
+        return await asyncpg.connect(DSN)
+    except OSError as err:
+        raise Unavailable(f"PostgreSQL is not reachable: {err}") from None
+
+
+async def _raw_teardown(raw: Any) -> None:
+    await raw.execute(f"DROP TABLE IF EXISTS {TABLE}")
+    await raw.close()
+
+
+async def _raw_insert(raw: Any) -> None:
+    rows = [(f"item {i}", i % 97) for i in range(N)]
+    async with raw.transaction():
+        ids = []
+        step = 32767 // 2
+        for start in range(0, N, step):
+            chunk = rows[start : start + step]
+            values = ", ".join(f"(${2 * j + 1}, ${2 * j + 2})" for j in range(len(chunk)))
+            flat = [v for row in chunk for v in row]
+            ids.extend(
+                await raw.fetch(
+                    f"INSERT INTO {TABLE} (name, qty) VALUES {values} RETURNING id", *flat
+                )
+            )
+    assert len(ids) == N
+
+
+async def _raw_get(raw: Any) -> None:
+    sql = f"SELECT id, name, qty, note FROM {TABLE} WHERE id = $1"
+    async with raw.transaction():
+        for i in range(1, N_GETS + 1):
+            row = await raw.fetchrow(sql, i)
+            assert _Obj(*row).id == i
+
+
+async def _raw_select(raw: Any) -> None:
+    rows = await raw.fetch(f"SELECT id, name, qty, note FROM {TABLE}")
+    assert len([_Obj(*r) for r in rows]) == N
+
+
+async def _raw_update(raw: Any) -> None:
+    async with raw.transaction():
+        objs = [_Obj(*r) for r in await raw.fetch(f"SELECT id, name, qty, note FROM {TABLE}")]
+        await raw.executemany(
+            f"UPDATE {TABLE} SET note = $1 WHERE id = $2", [("seen", o.id) for o in objs]
+        )
+
+
+async def _raw_small_tx(raw: Any) -> None:
+    for i in range(N_TX):
+        async with raw.transaction():
+            await raw.fetchval(
+                f"INSERT INTO {TABLE} (name, qty) VALUES ($1, $2) RETURNING id", f"tx {i}", i
+            )
+
+
+async def _raw_delete(raw: Any) -> None:
+    async with raw.transaction():
+        objs = [_Obj(*r) for r in await raw.fetch(f"SELECT id, name, qty, note FROM {TABLE}")]
+        await raw.execute(f"DELETE FROM {TABLE} WHERE id = ANY($1)", [o.id for o in objs])
+
+
+async def _seeded(state: Any) -> None:
+    await _reset(getattr(state, "raw", state), rows=True)
+
+
+async def _empty(state: Any) -> None:
+    await _reset(getattr(state, "raw", state), rows=False)
+
+
+def _impls(orm_run: Any, raw_run: Any, before: Any) -> dict[str, Implementation]:
+    return {
+        "asyncsession": Implementation(
+            run=orm_run, setup=_ours_setup, before_each=before, teardown=_ours_teardown
+        ),
+        "sqlalchemy": Implementation(
+            run=orm_run, setup=_theirs_setup, before_each=before, teardown=_theirs_teardown
+        ),
+        "raw": Implementation(
+            run=raw_run, setup=_raw_setup, before_each=before, teardown=_raw_teardown
+        ),
+    }
+
+
+WORKLOADS = [
+    Workload(
+        "orm_insert_10k",
+        f"{N:,} new objects in one flush + commit (PostgreSQL)",
+        _impls(_orm_insert, _raw_insert, _empty),
+    ),
+    Workload(
+        "orm_get_2000",
+        f"{N_GETS:,} get() by primary key (PostgreSQL)",
+        _impls(_orm_get, _raw_get, _seeded),
+    ),
+    Workload(
+        "orm_select_10k",
+        f"SELECT {N:,} rows into objects (PostgreSQL)",
+        _impls(_orm_select, _raw_select, _seeded),
+    ),
+    Workload(
+        "orm_update_10k",
+        f"load {N:,} objects, change each, commit (PostgreSQL)",
+        _impls(_orm_update, _raw_update, _seeded),
+    ),
+    Workload(
+        "orm_small_tx_500",
+        f"{N_TX} transactions of one INSERT each (PostgreSQL)",
+        _impls(_orm_small_tx, _raw_small_tx, _empty),
+    ),
+    Workload(
+        "orm_delete_10k",
+        f"load {N:,} objects, delete each, commit (PostgreSQL)",
+        _impls(_orm_delete, _raw_delete, _seeded),
+    ),
+]

@@ -1,14 +1,23 @@
 """asyncsession: an ORM session for asyncio that is asynchronous all the way down.
 
-Every public name is importable from here; the modules below are private.
+Every public name is importable from here; the modules below are private. The
+blocking facade is the module ``asyncsession.sync`` (its ``Session`` and
+``create_engine`` are not re-exported here, so they never shadow the async
+names); importing it also enables ``AsyncSession.run_sync``.
 """
 
-from asyncsession import exc
+from asyncsession import exc, sync
 from asyncsession.engine import (
     URL,
+    AsyncAdaptedQueuePool,
     AsyncConnection,
     AsyncEngine,
     AsyncTransaction,
+    ExceptionContext,
+    NullPool,
+    Pool,
+    QueuePool,
+    StaticPool,
     create_async_engine,
     make_url,
 )
@@ -182,6 +191,7 @@ __all__ = [
     "URL",
     "Alias",
     "ArgumentError",
+    "AsyncAdaptedQueuePool",
     "AsyncAttrs",
     "AsyncConnection",
     "AsyncEngine",
@@ -216,6 +226,7 @@ __all__ = [
     "DropIndex",
     "DropTable",
     "Enum",
+    "ExceptionContext",
     "Exists",
     "FetchedValue",
     "Float",
@@ -247,12 +258,15 @@ __all__ = [
     "NoReferencedTableError",
     "NoResultFound",
     "NotSupportedError",
+    "NullPool",
     "Numeric",
     "ORMExecuteState",
     "OperationalError",
     "PendingRollbackError",
+    "Pool",
     "PrimaryKeyConstraint",
     "ProgrammingError",
+    "QueuePool",
     "ResourceClosedError",
     "Result",
     "Row",
@@ -263,6 +277,7 @@ __all__ = [
     "SmallInteger",
     "StaleDataError",
     "StatementError",
+    "StaticPool",
     "String",
     "Subquery",
     "Table",
@@ -326,6 +341,7 @@ __all__ = [
     "over",
     "registry",
     "select",
+    "sync",
     "synonym",
     "table",
     "text",

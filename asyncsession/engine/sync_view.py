@@ -47,6 +47,10 @@ class SyncConnectionView:
         return self._connection.engine
 
     def _wait(self, fn: Callable[..., Awaitable[_T]], *args: Any, **kwargs: Any) -> _T:
+        # A call started after run_sync() was cancelled would not be cancelled
+        # itself (anyio delivers a cancellation only to the tasks present when
+        # it strikes), so a loop of calls would never end: refuse it here.
+        anyio.from_thread.check_cancelled()
         return anyio.from_thread.run(
             functools.partial(self._connection._as_view, fn, *args, **kwargs)
         )

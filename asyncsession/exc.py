@@ -34,6 +34,11 @@ ports unchanged::
                 ├── ProgrammingError
                 └── NotSupportedError
 
+Warnings (``warnings.warn`` categories, not errors)::
+
+    RuntimeWarning
+    └── StaleDataWarning              an unversioned DELETE matched fewer rows than expected
+
 Every exception pickles (``__reduce__`` keeps the constructor arguments).
 """
 
@@ -67,6 +72,7 @@ __all__ = [
     "ProgrammingError",
     "ResourceClosedError",
     "StaleDataError",
+    "StaleDataWarning",
     "StatementError",
     "TimeoutError",
     "UnloadedAttributeError",
@@ -171,6 +177,14 @@ class CircularDependencyError(AsyncSessionError):
 
 class StaleDataError(AsyncSessionError):
     """An UPDATE or DELETE matched a different number of rows than expected."""
+
+
+class StaleDataWarning(RuntimeWarning):
+    """A DELETE without a version check matched fewer rows than it deleted objects.
+
+    Another transaction deleted some rows first; the outcome (the rows are
+    gone) is the one asked for, so this warns instead of raising, as SQLAlchemy.
+    """
 
 
 class StatementError(AsyncSessionError):

@@ -783,17 +783,23 @@ class AsyncConnection:
             self._busy = None
 
     async def run_sync(self, fn: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        """Run ``fn(sync_view, *args, **kwargs)`` in a worker thread and return its result.
+        """Run ``fn(sync_connection, *args, **kwargs)`` in a worker thread; return its result.
 
-        ``sync_view`` is a :class:`~asyncsession.engine.sync_view.SyncConnectionView`:
-        blocking ``execute()``, ``commit()``... that run on this event loop
-        through ``anyio.from_thread``. The connection is busy meanwhile; other
-        tasks using it get ConcurrentUseError.
+        ``sync_connection`` is a blocking :class:`asyncsession.sync.Connection`
+        over this very connection when ``asyncsession.sync`` is imported (its
+        hook, see ``_run_sync_hook``), else the minimal
+        :class:`~asyncsession.engine.sync_view.SyncConnectionView`. Either way
+        its calls run on this event loop through ``anyio.from_thread``. The
+        connection is busy meanwhile; other tasks using it get ConcurrentUseError.
         """
-        from asyncsession.engine.sync_view import SyncConnectionView
-
         self._enter("run_sync")
         try:
+            hook = _run_sync_hook
+            if hook is not None:
+                result: _T = await hook(self, fn, args, kwargs)
+                return result
+            from asyncsession.engine.sync_view import SyncConnectionView
+
             view = SyncConnectionView(self)
             return await anyio.to_thread.run_sync(functools.partial(fn, view, *args, **kwargs))
         finally:
@@ -1260,3 +1266,9 @@ class _BufferedSource:
 
     async def close(self) -> None:
         self._rows = []
+
+
+# Set by asyncsession.sync (the layer above may not be imported from here):
+# ``await hook(connection, fn, args, kwargs)`` runs ``AsyncConnection.run_sync``
+# with the facade's blocking Connection as ``fn``'s first argument.
+_run_sync_hook: Callable[..., Awaitable[Any]] | None = None

@@ -1,4 +1,6 @@
-"""The blocking view of an AsyncConnection that ``run_sync(fn)`` hands to ``fn``.
+"""The minimal blocking view of an AsyncConnection that ``run_sync(fn)`` hands to ``fn``
+when the sync facade has not installed its hook (which hands over a full
+``asyncsession.sync.Connection`` instead; see ``AsyncConnection.run_sync``).
 
 ``fn`` runs in a worker thread (``anyio.to_thread``). Each view method hops
 back to the connection's event loop with ``anyio.from_thread.run`` and waits

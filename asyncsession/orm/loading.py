@@ -17,7 +17,7 @@ How this works:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -134,6 +134,20 @@ def instances(
     populate_existing: bool = False,
 ) -> list[tuple[Any, ...]]:
     """Rows of objects (and plain values) for ``rows`` of ``plan.statement``."""
+    return row_loader(plan, session, identity_map, populate_existing)(rows)
+
+
+def row_loader(
+    plan: ORMPlan,
+    session: Any,
+    identity_map: IdentityMap,
+    populate_existing: bool = False,
+) -> Callable[[Sequence[Sequence[Any]]], list[tuple[Any, ...]]]:
+    """A function turning rows of ``plan.statement`` into rows of objects.
+
+    :func:`instances` applies it to every row at once; a streamed result applies
+    it to each chunk as it arrives, so both go through the same loader.
+    """
     width = sum(len(e.keys) if isinstance(e, EntityLoad) else 1 for e in plan.entries)
     loaders = [
         _entity_loader(entry, session, identity_map, populate_existing, width)
@@ -143,11 +157,19 @@ def instances(
     ]
     if len(loaders) == 1 and not isinstance(loaders[0], int):
         load = loaders[0]
-        return [(load(row),) for row in rows]
-    out = []
-    for row in rows:
-        out.append(tuple(row[item] if isinstance(item, int) else item(row) for item in loaders))
-    return out
+
+        def load_single(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+            return [(load(row),) for row in rows]
+
+        return load_single
+
+    def load_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        return [
+            tuple(row[item] if isinstance(item, int) else item(row) for item in loaders)
+            for row in rows
+        ]
+
+    return load_rows
 
 
 def _entity_loader(

@@ -36,7 +36,7 @@ import anyio
 from asyncsession import exc
 from asyncsession.engine.base import AsyncConnection, AsyncEngine
 from asyncsession.engine.events import Dispatcher
-from asyncsession.engine.result import Result, ResultMetaData
+from asyncsession.engine.result import AsyncResult, AsyncScalarResult, Result, ResultMetaData
 from asyncsession.orm import loading
 from asyncsession.orm.identity import IdentityMap
 from asyncsession.orm.mapper import mapper_for_table
@@ -49,6 +49,8 @@ from asyncsession.sql.selectable import Select, select
 
 _T = TypeVar("_T")
 _S = TypeVar("_S", bound="AsyncSession")
+# Execution options stream() passes on to the engine; the rest are the ORM's.
+_ENGINE_STREAM_OPTIONS = frozenset({"yield_per", "logging_token"})
 
 SESSION_EVENTS = frozenset(
     {
@@ -907,22 +909,70 @@ class AsyncSession:
         result = await self.execute(statement, params, **kw)
         return result.scalars()
 
-    async def stream(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        """A server-side cursor result; Core statements only for now."""
-        with self._operation("stream"):
-            txn = self._current("execute")
-            if self.autoflush and not self._no_autoflush:
-                await self._flush_inner(txn)
-            if isinstance(statement, Select) and loading.prepare_select(statement) is not None:
-                raise exc.InvalidRequestError(
-                    "stream() of ORM entities is not supported yet; use execute(), or stream "
-                    "the columns (select(User.id, User.name))"
-                )
-            conn = await self._connection_for(txn, self.get_bind(clause=statement))
-            return await conn.stream(statement, params)
+    async def stream(
+        self,
+        statement: Any,
+        params: Mapping[str, Any] | None = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+        bind_arguments: Mapping[str, Any] | None = None,
+    ) -> AsyncResult[Any]:
+        """A streamed result over a server-side cursor on the transaction's connection.
 
-    async def stream_scalars(self, statement: Any, params: Any = None, **kw: Any) -> Any:
-        result = await self.stream(statement, params, **kw)
+        ORM-enabled SELECTs (``select(User)``, ``select(User, Address).join(...)``)
+        yield identity-mapped objects, built chunk by chunk as the rows arrive
+        (``yield_per`` sets the chunk size). Read the stream before the
+        transaction ends: commit, rollback and close end it.
+        """
+        with self._operation("stream"):
+            if not isinstance(statement, ClauseElement):
+                raise exc.ArgumentError(
+                    f"stream() takes a statement (select(), text(), ...), not "
+                    f"{type(statement).__name__}"
+                )
+            options = (
+                {**statement.get_execution_options(), **(execution_options or {})}
+                if hasattr(statement, "get_execution_options")
+                else dict(execution_options or {})
+            )
+            txn = self._current("execute")
+            if self.autoflush and not self._no_autoflush and options.get("autoflush", True):
+                await self._flush_inner(txn)
+            plan = loading.prepare_select(statement) if isinstance(statement, Select) else None
+            bind = self.get_bind(clause=statement, **dict(bind_arguments or {}))
+            # The ORM's own options (populate_existing, autoflush) stay here.
+            engine_options = {k: v for k, v in options.items() if k in _ENGINE_STREAM_OPTIONS}
+            with _io(txn):
+                conn = await self._connection_for(txn, bind)
+                if plan is None:
+                    core: AsyncResult[Any] = await conn.stream(
+                        statement, params, execution_options=engine_options
+                    )
+                    return core
+                rows: AsyncResult[Any] = await conn.stream(
+                    plan.statement, params, execution_options=engine_options
+                )
+            load = loading.row_loader(
+                plan, self, self.identity_map, bool(options.get("populate_existing"))
+            )
+            metadata = ResultMetaData(plan.keys, (None,) * len(plan.keys))
+            result: AsyncResult[Any] = AsyncResult(metadata, _ORMStreamSource(rows, load))
+            if "yield_per" in options:
+                result.yield_per(options["yield_per"])
+            return result
+
+    async def stream_scalars(
+        self,
+        statement: Any,
+        params: Mapping[str, Any] | None = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+        bind_arguments: Mapping[str, Any] | None = None,
+    ) -> AsyncScalarResult[Any]:
+        """As :meth:`stream`, yielding the first entity or column of each row."""
+        result = await self.stream(
+            statement, params, execution_options=execution_options, bind_arguments=bind_arguments
+        )
         return result.scalars()
 
     # -- get / refresh / merge --------------------------------------------------------
@@ -1141,6 +1191,30 @@ class AsyncSession:
 
     def __repr__(self) -> str:
         return f"<AsyncSession {self.hash_key} txn={self._transaction!r}>"
+
+
+class _ORMStreamSource:
+    """Feeds an ORM :class:`AsyncResult`: each chunk of the engine's stream, as objects.
+
+    The engine's result keeps the cursor and the type processing; closing this
+    source closes it.
+    """
+
+    __slots__ = ("_load", "_rows")
+
+    def __init__(
+        self,
+        rows: AsyncResult[Any],
+        load: Callable[[Sequence[Sequence[Any]]], list[tuple[Any, ...]]],
+    ) -> None:
+        self._rows = rows
+        self._load = load
+
+    async def fetch_chunk(self, size: int) -> Sequence[Any]:
+        return self._load(await self._rows.yield_per(size).fetchmany(size))
+
+    async def close(self) -> None:
+        await self._rows.close()
 
 
 @contextlib.contextmanager

@@ -78,14 +78,15 @@ it or the generator is ``False`` (the server sets it; it is fetched back).
 Python ``onupdate`` values are evaluated by the executor; ``server_onupdate``
 columns are fetched with RETURNING under ``eager_defaults``. Rows with the same
 set of changed columns run as one executemany (rows holding SQL expressions
-one statement each). A versioned group returns the primary keys of the rows it
-matched; a shortfall raises StaleDataError (as it does for any group that
-returns rows). Without RETURNING nothing is counted: PostgreSQL's executemany
-reports no row count.
+one statement each). Every group returns the primary keys of the rows it
+matched (PostgreSQL's executemany reports no row count, so RETURNING does the
+counting); a shortfall raises StaleDataError, versioned or not.
 
 DELETE. By primary key: ``WHERE pk IN (...)`` in batches for a one-column key,
 an executemany otherwise; versioned rows also check the version, and a
-shortfall raises StaleDataError.
+shortfall raises StaleDataError. Unversioned rows that are already gone only
+warn (:class:`~asyncsession.exc.StaleDataWarning`), when the driver reports a
+row count (not for PostgreSQL's executemany): deleting them was the point.
 
 Not loaded. The planner never loads: a value it needs and does not have (the
 old version of a versioned object, a foreign key needed to order deleted rows
@@ -98,6 +99,7 @@ from __future__ import annotations
 
 import enum
 import operator
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from itertools import repeat
@@ -176,7 +178,7 @@ class UpdateGroup:
     ``check_version``, ``versions[i]`` the version it was loaded with.
     ``bump_version``: the executor computes the next version. ``generated``
     are Python ``onupdate`` columns evaluated by the executor; ``returning``
-    starts with the primary key whenever anything is returned or counted.
+    is the primary key (which counts the rows matched) and the fetched columns.
     """
 
     mapper: Mapper
@@ -853,12 +855,11 @@ class _Planner:
                 *fetched,
                 *(k for k, v in zip(keys, first.values, strict=True) if _is_expr(v)),
             ]
-        returning: tuple[str, ...] = ()
-        if fetched or check:
-            returning = (
-                *info.pk_keys,
-                *(k for k in info.keys if k in fetched and k not in info.pk_keys),
-            )
+        # The primary key always comes back: it counts the rows matched.
+        returning = (
+            *info.pk_keys,
+            *(k for k in info.keys if k in fetched and k not in info.pk_keys),
+        )
         return UpdateGroup(
             mapper=info.mapper,
             keys=keys,
@@ -1078,13 +1079,15 @@ class _Execution:
                 ]
             result = await self.conn.execute(template, params if len(params) > 1 else params[0])
         self.write(step.states, extra_keys, extras)
-        if step.returning:
-            returned = result.all()
+        returned = result.all()
+        if len(step.returning) > len(info.pk_keys):
             self.write(
                 step.states,
                 step.returning[len(info.pk_keys) :],
                 self._match_updated(step, info, set_keys, new_values, returned),
             )
+        else:
+            _check_updated(info, len(step.states), len(returned))
         if step.expired:
             self.expire.append((step.states, step.expired))
 
@@ -1118,13 +1121,7 @@ class _Execution:
     ) -> list[Any]:
         """The returned rows, without their key columns, in the order of ``step.states``."""
         n = len(step.states)
-        if len(returned) != n:
-            # Rows matched by primary key (and version) can only be fewer: the row
-            # was deleted or changed by someone else, or the version is stale.
-            raise exc.StaleDataError(
-                f"UPDATE statement on table {info.table.fullname!r} expected to update "
-                f"{n} row(s); {len(returned)} were matched."
-            )
+        _check_updated(info, n, len(returned))
         npk = len(info.pk_keys)
         if n == 1:
             return [returned[0][npk:]]
@@ -1153,7 +1150,7 @@ class _Execution:
         if not step.check_version and len(info.pk_keys) == 1:
             column = info.columns[info.pk_keys[0]]
             statement: Delete = delete(info.table).where(column.in_([pk[0] for pk in step.pks]))
-            await self.conn.execute(statement)
+            _warn_deleted(info, n, (await self.conn.execute(statement)).rowcount)
             return
         template, names = _template(
             info,
@@ -1175,6 +1172,8 @@ class _Execution:
                     f"DELETE statement on table {info.table.fullname!r} expected to delete "
                     f"{n} row(s); {matched} were matched."
                 )
+        else:
+            _warn_deleted(info, n, result.rowcount)
 
     # -- writing back ----------------------------------------------------------------
 
@@ -1287,6 +1286,27 @@ def _insert_template(
     if returning:
         statement = statement.returning(*(info.columns[k] for k in returning))
     return statement, tuple(names)
+
+
+def _check_updated(info: _MapperInfo, expected: int, matched: int) -> None:
+    # Rows matched by primary key (and version) can only be fewer: the row was
+    # deleted or its key changed by someone else, or the version is stale.
+    if matched != expected:
+        raise exc.StaleDataError(
+            f"UPDATE statement on table {info.table.fullname!r} expected to update "
+            f"{expected} row(s); {matched} were matched."
+        )
+
+
+def _warn_deleted(info: _MapperInfo, expected: int, rowcount: int) -> None:
+    # rowcount is -1 when the driver can't tell (PostgreSQL's executemany).
+    if 0 <= rowcount != expected:
+        warnings.warn(
+            f"DELETE statement on table {info.table.fullname!r} expected to delete "
+            f"{expected} row(s); {rowcount} were matched.",
+            exc.StaleDataWarning,
+            stacklevel=2,
+        )
 
 
 def _update_template(

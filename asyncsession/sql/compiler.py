@@ -651,20 +651,16 @@ class SQLCompiler:
         return text
 
     def visit_between_binary(self, binary: Any, **kw: Any) -> str:
-        low, high = binary.right.element.clauses
-        return (
-            self.process(binary.left, **kw)
-            + " BETWEEN "
-            + self.process(low, **kw)
-            + " AND "
-            + self.process(high, **kw)
-        )
+        return self._between(binary, " BETWEEN ", **kw)
 
     def visit_between_symmetric_binary(self, binary: Any, **kw: Any) -> str:
+        return self._between(binary, " BETWEEN SYMMETRIC ", **kw)
+
+    def _between(self, binary: Any, keyword: str, **kw: Any) -> str:
         low, high = binary.right.element.clauses
         return (
             self.process(binary.left, **kw)
-            + " BETWEEN SYMMETRIC "
+            + keyword
             + self.process(low, **kw)
             + " AND "
             + self.process(high, **kw)

@@ -722,10 +722,7 @@ class Select(_SelectBase):
         full: bool = False,
     ) -> Select:
         """Join ``target`` to the leftmost FROM that can reach it (or to ``onclause``'s table)."""
-        new = self._clone()
-        new._setup_joins = (*self._setup_joins, (target, onclause, isouter, full, None))
-        new._check_joins()
-        return new
+        return self._add_join((target, onclause, isouter, full, None))
 
     def outerjoin(self, target: Any, onclause: Any = None, *, full: bool = False) -> Select:
         return self.join(target, onclause, isouter=True, full=full)
@@ -739,23 +736,24 @@ class Select(_SelectBase):
         isouter: bool = False,
         full: bool = False,
     ) -> Select:
-        new = self._clone()
-        new._setup_joins = (*self._setup_joins, (target, onclause, isouter, full, from_))
-        new._check_joins()
-        return new
+        """Join ``target`` to ``from_`` explicitly."""
+        return self._add_join((target, onclause, isouter, full, from_))
 
     def outerjoin_from(
         self, from_: Any, target: Any, onclause: Any = None, *, full: bool = False
     ) -> Select:
         return self.join_from(from_, target, onclause, isouter=True, full=full)
 
-    def _check_joins(self) -> None:
-        # Build the FROM list now so an impossible join fails where it is written.
-        parent = self._froms_memo
-        if parent is not None:
-            self._froms_memo = _apply_join(parent, self._setup_joins[-1])
+    def _add_join(self, spec: tuple[Any, Any, bool, bool, Any]) -> Select:
+        new = self._clone()
+        new._setup_joins = (*self._setup_joins, spec)
+        # Build the FROM list now so an impossible join fails where it is written,
+        # extending this statement's list when it is already known.
+        if self._froms_memo is not None:
+            new._froms_memo = _apply_join(self._froms_memo, spec)
         else:
-            self.get_final_froms()
+            new.get_final_froms()
+        return new
 
     def _raw_froms(self) -> list[FromClause]:
         """FROM entries in order before joins apply: explicit ones, then inferred."""

@@ -18,6 +18,11 @@ own (event listeners run there: they must use the async API). See
 
 from asyncsession.engine.result import MappingResult, Result, Row, ScalarResult
 from asyncsession.sync.engine import Connection, Engine, Transaction, create_engine
+from asyncsession.sync.result import (
+    StreamedMappingResult,
+    StreamedResult,
+    StreamedScalarResult,
+)
 from asyncsession.sync.session import Session, SessionTransaction, scoped_session, sessionmaker
 
 __all__ = [
@@ -29,6 +34,9 @@ __all__ = [
     "ScalarResult",
     "Session",
     "SessionTransaction",
+    "StreamedMappingResult",
+    "StreamedResult",
+    "StreamedScalarResult",
     "Transaction",
     "create_engine",
     "scoped_session",

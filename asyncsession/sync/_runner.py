@@ -22,7 +22,10 @@ How this works:
   ``Task.cancel()`` would pierce the async layer's shielded cleanup.
 * :class:`WorkerRunner` serves ``await session.run_sync(fn)``: ``fn`` runs in
   an anyio worker thread, and each call hops back to the event loop that
-  awaits ``run_sync`` (``anyio.from_thread``). Only that worker thread may use it.
+  awaits ``run_sync`` (``anyio.from_thread``). Only that worker thread may use
+  it. :class:`ConnectionWorkerRunner` does the same for
+  ``await conn.run_sync(fn)``, each call on behalf of the run_sync() that
+  holds the connection (``AsyncConnection._as_view``).
 * Implicit loads: the ORM calls the ``implicit_loader`` context variable (if
   set) when code reads an unloaded attribute. The facade sets it to
   :func:`load_on_access` in the threads that use it. That function loads only
@@ -62,10 +65,18 @@ from asyncsession.engine.pool import CLEANUP_TIMEOUT
 from asyncsession.orm.state import InstanceState, implicit_loader
 
 if TYPE_CHECKING:
-    from asyncsession.engine.base import AsyncEngine
+    from asyncsession.engine.base import AsyncConnection, AsyncEngine
     from asyncsession.orm.session import AsyncSession
 
-__all__ = ["FACADE", "FacadeRunner", "Runner", "WorkerRunner", "drivers", "install_loader"]
+__all__ = [
+    "FACADE",
+    "ConnectionWorkerRunner",
+    "FacadeRunner",
+    "Runner",
+    "WorkerRunner",
+    "drivers",
+    "install_loader",
+]
 
 _T = TypeVar("_T")
 _P = ParamSpec("_P")
@@ -291,6 +302,36 @@ class WorkerRunner:
                 "running that function may use it, and only while run_sync() runs."
             )
         return _clean_context().run(anyio.from_thread.run, _invoke, fn, args, kwargs)
+
+
+class ConnectionWorkerRunner:
+    """Serves one ``AsyncConnection.run_sync()``: calls from its worker thread run on
+    the awaiting loop, each on behalf of the run_sync() that holds the connection."""
+
+    __slots__ = ("connection", "thread_id")
+
+    def __init__(self, connection: AsyncConnection) -> None:
+        self.connection = connection
+        self.thread_id: int | None = None
+
+    def may_block(self) -> bool:
+        return threading.get_ident() == self.thread_id
+
+    def call(self, fn: Callable[_P, Awaitable[_T]], /, *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        if not self.may_block():
+            raise exc.InvalidRequestError(
+                "This blocking Connection was handed to a run_sync() function; only the "
+                "thread running that function may use it, and only while run_sync() runs."
+            )
+        # A call started after run_sync() was cancelled would not be cancelled
+        # itself (anyio cancels only the tasks present when it strikes), so a
+        # loop of calls would never end: refuse it here.
+        anyio.from_thread.check_cancelled()
+        as_view = self.connection._as_view
+        result: _T = _clean_context().run(
+            anyio.from_thread.run, _invoke, as_view, (fn, *args), kwargs
+        )
+        return result
 
 
 def _clean_context() -> contextvars.Context:

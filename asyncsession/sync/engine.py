@@ -13,27 +13,37 @@ How this works:
   all three are also context managers.
 * An Engine is shared by threads; a Connection belongs to one thread at a time
   (the async connection's conflict detector reports overlapping use).
+* ``await async_connection.run_sync(fn)`` hands ``fn`` a Connection over that
+  very AsyncConnection (the engine layer calls :func:`_run_in_worker`,
+  installed below), whose runner hops back to the awaiting loop.
 """
 
 from __future__ import annotations
 
 import contextlib
+import threading
 import weakref
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
+import anyio.to_thread
+
+from asyncsession.engine import base as _engine_base
 from asyncsession.engine.base import AsyncConnection, AsyncEngine, AsyncTransaction
 from asyncsession.engine.create import create_async_engine
 from asyncsession.engine.events import Dispatcher
 from asyncsession.engine.pool import Pool
-from asyncsession.engine.result import Result, ScalarResult
+from asyncsession.engine.result import AsyncResult, AsyncScalarResult, Result, ScalarResult
 from asyncsession.engine.url import URL
 from asyncsession.sql.compiler import Dialect
 from asyncsession.sql.elements import ClauseElement
-from asyncsession.sync._runner import FACADE, Runner
+from asyncsession.sync._runner import FACADE, ConnectionWorkerRunner, Runner
+from asyncsession.sync.result import StreamedResult, StreamedScalarResult
 
 __all__ = ["Connection", "Engine", "Transaction", "create_engine"]
+
+_T = TypeVar("_T")
 
 
 def create_engine(
@@ -93,6 +103,14 @@ class Engine:
         self.async_engine = async_engine
         FACADE.engines.add(async_engine)
         _ENGINES[id(async_engine)] = self
+
+    @classmethod
+    def _unregistered(cls, async_engine: AsyncEngine) -> Engine:
+        """A wrapper for ``run_sync()``'s Connection: the engine serves its own loop,
+        so the facade must not adopt (or dispose of) it."""
+        engine = cls.__new__(cls)
+        engine.async_engine = async_engine
+        return engine
 
     @classmethod
     def _for(cls, async_engine: AsyncEngine) -> Engine:
@@ -274,6 +292,35 @@ class Connection:
         """A ScalarResult over the first column of every row."""
         return self.execute(statement, parameters, execution_options=execution_options).scalars()
 
+    def stream(
+        self,
+        statement: ClauseElement,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> StreamedResult[Any]:
+        """A result read from a server-side cursor a chunk at a time (see
+        ``AsyncConnection.stream``); ``with conn.stream(stmt) as result:`` closes it."""
+        startable = self.async_connection.stream(
+            statement, parameters, execution_options=execution_options
+        )
+        result: AsyncResult[Any] = self._runner.call(_started, startable)
+        return StreamedResult._over(result, self._runner)
+
+    def stream_scalars(
+        self,
+        statement: ClauseElement,
+        parameters: Mapping[str, Any] | None = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+    ) -> StreamedScalarResult[Any]:
+        """As :meth:`stream`, yielding the first column of each row."""
+        startable = self.async_connection.stream_scalars(
+            statement, parameters, execution_options=execution_options
+        )
+        result: AsyncScalarResult[Any] = self._runner.call(_started, startable)
+        return StreamedScalarResult._over(result, self._runner)
+
     def copy_records(
         self,
         table_name: str,
@@ -335,6 +382,10 @@ class Connection:
         return f"<Connection {self.engine.url} {state}>"
 
 
+async def _started(startable: Awaitable[_T]) -> _T:
+    return await startable
+
+
 class Transaction:
     """A transaction or savepoint of a :class:`Connection`, already begun.
 
@@ -385,3 +436,27 @@ class Transaction:
         transaction = self.async_transaction
         kind = f"savepoint {transaction.savepoint}" if transaction.nested else "transaction"
         return f"<Transaction {kind} {transaction.state.value}>"
+
+
+async def _run_in_worker(
+    async_connection: AsyncConnection,
+    fn: Callable[..., _T],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> _T:
+    """``AsyncConnection.run_sync``: ``fn(blocking_connection, *args, **kwargs)`` in a
+    worker thread; the connection is the caller's (already marked busy by run_sync)."""
+    runner = ConnectionWorkerRunner(async_connection)
+    view = Connection(Engine._unregistered(async_connection.engine), async_connection, runner)
+
+    def work() -> _T:
+        runner.thread_id = threading.get_ident()
+        return fn(view, *args, **kwargs)
+
+    try:
+        return await anyio.to_thread.run_sync(work)
+    finally:
+        runner.thread_id = None
+
+
+_engine_base._run_sync_hook = _run_in_worker

@@ -47,6 +47,7 @@ from asyncsession.sync._runner import (
     load_on_access,
 )
 from asyncsession.sync.engine import Connection, Engine
+from asyncsession.sync.result import StreamedResult, StreamedScalarResult
 
 __all__ = ["Session", "SessionTransaction", "scoped_session", "sessionmaker"]
 
@@ -318,6 +319,43 @@ class Session:
 
     def scalars(self, statement: Any, params: Any = None, **kw: Any) -> Any:
         return self._runner.call(self.async_session.scalars, statement, params, **kw)
+
+    def stream(
+        self,
+        statement: Any,
+        params: Mapping[str, Any] | None = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+        bind_arguments: Mapping[str, Any] | None = None,
+    ) -> StreamedResult[Any]:
+        """A result read from a server-side cursor a chunk per call (see
+        ``AsyncSession.stream``); ``with session.stream(stmt) as result:`` closes it."""
+        result = self._runner.call(
+            self.async_session.stream,
+            statement,
+            params,
+            execution_options=execution_options,
+            bind_arguments=bind_arguments,
+        )
+        return StreamedResult._over(result, self._runner)
+
+    def stream_scalars(
+        self,
+        statement: Any,
+        params: Mapping[str, Any] | None = None,
+        *,
+        execution_options: Mapping[str, Any] | None = None,
+        bind_arguments: Mapping[str, Any] | None = None,
+    ) -> StreamedScalarResult[Any]:
+        """As :meth:`stream`, yielding the first entity or column of each row."""
+        result = self._runner.call(
+            self.async_session.stream_scalars,
+            statement,
+            params,
+            execution_options=execution_options,
+            bind_arguments=bind_arguments,
+        )
+        return StreamedScalarResult._over(result, self._runner)
 
     def get(
         self,

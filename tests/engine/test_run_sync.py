@@ -12,6 +12,7 @@ from engine_helpers import Backend
 
 from asyncsession import exc
 from asyncsession.engine import AsyncEngine, SyncConnectionView
+from asyncsession.engine import base as engine_base
 from asyncsession.sql import types
 from asyncsession.sql.dml import insert
 from asyncsession.sql.schema import Column, MetaData, Table
@@ -119,3 +120,35 @@ async def test_cancelling_run_sync(make_engine: MakeEngine) -> None:
         assert (await conn.exec_driver_sql("SELECT 2")).scalar() == 2
         assert len(calls) == count  # the worker stopped
     assert engine.pool.checkedout() == 0
+
+
+async def test_without_the_facade_fn_gets_the_minimal_view(
+    make_engine: MakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # asyncsession.sync installs a hook that hands over its blocking Connection;
+    # without it (the facade not imported) run_sync() falls back to SyncConnectionView.
+    monkeypatch.setattr(engine_base, "_run_sync_hook", None)
+    engine = make_engine()
+
+    def work(conn: Any) -> tuple[type, int]:
+        return type(conn), conn.exec_driver_sql("SELECT 5").scalar()
+
+    async with engine.connect() as conn:
+        assert await conn.run_sync(work) == (SyncConnectionView, 5)
+
+
+async def test_a_hook_receives_the_busy_connection(
+    make_engine: MakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[Any, ...]] = []
+
+    async def hook(conn: Any, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        seen.append((conn, conn._busy, fn, args, kwargs))
+        return "from the hook"
+
+    monkeypatch.setattr(engine_base, "_run_sync_hook", hook)
+    engine = make_engine()
+    async with engine.connect() as conn:
+        assert await conn.run_sync(len, 1, two=2) == "from the hook"
+        assert seen == [(conn, "run_sync", len, (1,), {"two": 2})]
+        assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1  # not busy any more

@@ -16,10 +16,12 @@ import anyio.lowlevel
 import pytest
 
 from asyncsession import (
+    AsyncSession,
     FetchedValue,
     ForeignKey,
     IntegrityError,
     StaleDataError,
+    StaleDataWarning,
     String,
     func,
     select,
@@ -437,6 +439,95 @@ async def test_stale_version_on_delete(engine: AsyncEngine) -> None:
         ):
             await flush(conn, deleted=docs)
         await conn.rollback()
+
+
+async def committed_users(engine: AsyncEngine, session: AsyncSession, n: int) -> list[User]:
+    users = [User(id=i, name=f"u{i}") for i in range(1, n + 1)]
+    session.add_all(users)
+    await session.commit()
+    return users
+
+
+async def delete_elsewhere(engine: AsyncEngine, table: Any, *where: Any) -> None:
+    async with engine.begin() as other:
+        await other.execute(table.delete().where(*where))
+
+
+@pytest.mark.parametrize("n", [1, 3])
+async def test_unversioned_update_of_a_vanished_row_raises(engine: AsyncEngine, n: int) -> None:
+    async with AsyncSession(engine) as session:
+        users = await committed_users(engine, session, n)
+        await delete_elsewhere(engine, User.__table__, User.__table__.c.id == n)
+        for user in users:
+            user.name += "!"
+        before = [dict(u.__dict__) for u in users]
+        with pytest.raises(StaleDataError) as info:
+            await session.flush()
+        assert str(info.value) == (
+            f"UPDATE statement on table 'users' expected to update {n} row(s); "
+            f"{n - 1} were matched."
+        )
+        assert [dict(u.__dict__) for u in users] == before
+        assert all(instance_state(u).changed_keys() == ["name"] for u in users)
+        assert set(session.dirty) == set(users)
+        await session.rollback()
+        assert not session.dirty
+        remaining = (await session.execute(select(User).order_by(User.id))).scalars().all()
+        assert [(u.id, u.name) for u in remaining] == [(i, f"u{i}") for i in range(1, n)]
+        assert remaining == users[: n - 1]  # the same objects, refreshed
+
+
+async def test_unversioned_update_counts_rows_changed_in_the_same_transaction(
+    engine: AsyncEngine,
+) -> None:
+    users = [User(id=1, name="a"), User(id=2, name="b")]
+    async with engine.connect() as conn:
+        await flush(conn, users)
+        await conn.execute(User.__table__.update().values(id=User.__table__.c.id + 10))
+        users[1].note = "x"
+        with pytest.raises(StaleDataError, match=r"expected to update 1 row\(s\); 0 were"):
+            await flush(conn, dirty=users)
+        await conn.rollback()
+
+
+async def test_unversioned_delete_of_a_vanished_row_warns(engine: AsyncEngine) -> None:
+    async with AsyncSession(engine) as session:
+        users = await committed_users(engine, session, 3)
+        await delete_elsewhere(engine, User.__table__, User.__table__.c.id == 2)
+        for user in users:
+            await session.delete(user)
+        with pytest.warns(
+            StaleDataWarning,
+            match=r"^DELETE statement on table 'users' expected to delete 3 row\(s\); "
+            r"2 were matched\.$",
+        ):
+            await session.flush()
+        assert all(instance_state(u).deleted for u in users)
+        await session.commit()
+    assert await count(engine, User.__table__) == 0
+
+
+async def test_unversioned_composite_key_delete_warns_when_counted(
+    engine: AsyncEngine, db_url: str
+) -> None:
+    pairs = [Pair(a=1, b=i, label=str(i)) for i in range(3)]
+    async with engine.connect() as conn:
+        await flush(conn, pairs)
+        await conn.execute(Pair.__table__.delete().where(Pair.__table__.c.b == 1))
+        if db_url.startswith("postgresql"):
+            # asyncpg's executemany reports no row count: nothing to compare.
+            outcome = await flush(conn, deleted=pairs)
+        else:
+            with pytest.warns(StaleDataWarning, match=r"expected to delete 3 row\(s\); 2 were"):
+                outcome = await flush(conn, deleted=pairs)
+        assert len(outcome.deleted) == 3
+        assert await rows(conn, Pair.__table__) == []
+        await conn.rollback()
+
+
+async def count(engine: AsyncEngine, table: Any) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(table)))
 
 
 async def test_version_set_by_the_object_is_checked_against_the_loaded_one(

@@ -391,7 +391,7 @@ def test_updates_set_only_changed_columns_grouped_by_column_set() -> None:
         (("name",), (("x",), ("w",)), ((0,), (2,))),
         (("name", "note"), (("z", "y"),), ((1,),)),
     ]
-    assert all(not g.check_version and g.returning == () for g in groups)
+    assert all(not g.check_version and g.returning == ("id",) for g in groups)
 
 
 def test_primary_key_change_updates_by_the_old_key() -> None:

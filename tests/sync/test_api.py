@@ -28,14 +28,10 @@ from asyncsession.orm.transaction import SessionTransaction as AsyncSessionTrans
 NOT_PROXIED: dict[type, dict[str, str]] = {
     AsyncSession: {
         "run_sync": "blocking code needs no worker thread",
-        "stream": "no blocking streamed results yet: use execute() (buffered)",
-        "stream_scalars": "no blocking streamed results yet: use scalars() (buffered)",
     },
     AsyncConnection: {
         "start": "engine.connect() checks the connection out at once",
         "run_sync": "blocking code needs no worker thread",
-        "stream": "no blocking streamed results yet: use execute() (buffered)",
-        "stream_scalars": "no blocking streamed results yet: use scalars() (buffered)",
         "get_raw_connection": "the driver connection belongs to the facade's event loop",
     },
     AsyncEngine: {},

@@ -85,3 +85,39 @@ def test_keyboard_interrupt_cancels_a_long_query(
     finally:
         helper.join(POLL_DEADLINE)
         engine.dispose()
+
+
+def test_keyboard_interrupt_cancels_a_stream_fetch(
+    pg_url: str, pg_schema: str, monitor: sync.Engine
+) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("signals are delivered to the main thread")
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        pytest.skip("SIGINT does not raise KeyboardInterrupt here")
+    app_name = f"astest_sync_{secrets.token_hex(4)}"
+    marker = ""  # the statement running is a FETCH from the stream's cursor: match any
+    engine = sync.create_engine(pg_url, connect_args=connect_args(pg_schema, app_name))
+    problems: list[str] = []
+    helper = threading.Thread(
+        target=interrupt_main_once_running, args=(monitor, app_name, marker, problems)
+    )
+    # The first chunk (rows 1-10) comes at once; fetching the second sleeps.
+    slow = text("SELECT g, CASE WHEN g = 11 THEN pg_sleep(60) END FROM generate_series(1, 20) g")
+    try:
+        with engine.connect() as conn:
+            result = conn.stream(slow).yield_per(10)
+            assert [row.g for row in result.fetchmany(10)] == list(range(1, 11))
+            helper.start()
+            with pytest.raises(KeyboardInterrupt):
+                result.fetchone()
+            helper.join(POLL_DEADLINE)
+            assert not problems
+            assert running(monitor, app_name, marker) == 0
+            assert result.closed  # an interrupted fetch closes the stream
+            conn.rollback()
+            assert conn.scalar(text("SELECT 1")) == 1
+        assert engine.async_engine.pool.checkedout() == 0
+    finally:
+        if helper.is_alive():
+            helper.join(POLL_DEADLINE)
+        engine.dispose()

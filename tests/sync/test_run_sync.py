@@ -11,6 +11,7 @@ import anyio.to_thread
 import pytest
 
 from asyncsession import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     UnloadedAttributeError,
@@ -21,7 +22,6 @@ from asyncsession import (
     select,
     sync,
 )
-from asyncsession.engine import SyncConnectionView
 from tests.orm.models import Base, User
 from tests.sync.conftest import connect_args
 
@@ -136,7 +136,7 @@ async def test_the_view_belongs_to_the_worker_thread(async_engine: AsyncEngine) 
         views[0].flush()  # run_sync() is over
 
 
-def legacy_load(conn: SyncConnectionView, rows: list[dict[str, Any]]) -> int:
+def legacy_load(conn: sync.Connection, rows: list[dict[str, Any]]) -> int:
     """A blocking helper written for SQLAlchemy's Connection, unchanged."""
     Base.metadata.create_all(conn)
     conn.execute(insert(User.__table__), rows)
@@ -152,3 +152,62 @@ async def test_connection_run_sync_with_a_legacy_helper(async_engine: AsyncEngin
         assert await conn.run_sync(legacy_load, rows) == 4
     async with async_engine.connect() as conn:
         assert await conn.scalar(select(func.count()).select_from(User.__table__)) == 4
+
+
+def facade_work(conn: sync.Connection, owner: AsyncConnection) -> list[int]:
+    """Uses what only the facade's Connection has: transactions, streams, options."""
+    assert isinstance(conn, sync.Connection)
+    assert conn.async_connection is owner
+    assert conn.in_transaction()
+    savepoint = conn.begin_nested()
+    conn.execute(insert(User.__table__), {"id": 50, "name": "dropped"})
+    savepoint.rollback()
+    assert conn.get_nested_transaction() is None
+    with conn.stream_scalars(select(User.id).order_by(User.id)) as ids:
+        assert ids.yield_per(2).fetchmany() == [1, 2]
+        streamed = [1, 2, *ids]
+    assert conn.exec_driver_sql("SELECT 3").scalar() == 3
+    return streamed
+
+
+async def test_connection_run_sync_hands_over_the_facade_connection(
+    async_engine: AsyncEngine,
+) -> None:
+    rows = [{"id": i, "name": f"u{i}"} for i in range(1, 6)]
+    async with async_engine.begin() as conn:
+        await conn.execute(insert(User.__table__), rows)
+        assert await conn.run_sync(facade_work, conn) == [1, 2, 3, 4, 5]
+        # run_sync() is over: the connection is the caller's again.
+        assert await conn.scalar(select(func.count()).select_from(User.__table__)) == 5
+
+
+async def test_the_facade_connection_belongs_to_the_worker_thread(
+    async_engine: AsyncEngine,
+) -> None:
+    views: list[sync.Connection] = []
+    errors: list[BaseException] = []
+
+    def use_from_another_thread(conn: sync.Connection) -> None:
+        views.append(conn)
+
+        def other() -> None:
+            try:
+                conn.exec_driver_sql("SELECT 1")
+            except BaseException as error:
+                errors.append(error)
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join(30)
+
+    async with async_engine.connect() as conn:
+        await conn.run_sync(use_from_another_thread)
+        assert (await conn.exec_driver_sql("SELECT 1")).scalar() == 1
+    assert isinstance(errors[0], exc.InvalidRequestError)
+    assert "only the thread running that function" in str(errors[0])
+    with pytest.raises(exc.InvalidRequestError, match="run_sync"):
+        views[0].exec_driver_sql("SELECT 1")  # run_sync() is over
+    # The async engine was not adopted by the facade loop (it serves its own).
+    from asyncsession.sync._runner import FACADE
+
+    assert async_engine not in FACADE.engines

@@ -43,23 +43,20 @@ class SQLiteCompiler(DDLCompiler):
         # SQLite locks the whole database per transaction; row locks do not exist.
         return ""
 
+    # SQLite has no ILIKE: compare both sides lower-cased.
     def visit_ilike_binary(self, binary: Any, **kw: Any) -> str:
-        text = (
-            "lower("
-            + self.process(binary.left, **kw)
-            + ") LIKE lower("
-            + self.process(binary.right, **kw)
-            + ")"
-        )
-        if binary.escape is not None:
-            text += " ESCAPE " + self.render_literal(binary.escape, binary.type)
-        return text
+        return self._lower_like(binary, " LIKE ", **kw)
 
     def visit_not_ilike_binary(self, binary: Any, **kw: Any) -> str:
+        return self._lower_like(binary, " NOT LIKE ", **kw)
+
+    def _lower_like(self, binary: Any, keyword: str, **kw: Any) -> str:
         text = (
             "lower("
             + self.process(binary.left, **kw)
-            + ") NOT LIKE lower("
+            + ")"
+            + keyword
+            + "lower("
             + self.process(binary.right, **kw)
             + ")"
         )

@@ -59,21 +59,11 @@ class MappedColumn(Mapped[_T]):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.deferred: bool = kwargs.pop("deferred", False)
         self.deferred_group: str | None = kwargs.pop("deferred_group", None)
-        for dataclass_only in (
-            "init",
-            "repr",
-            "default_factory",
-            "compare",
-            "kw_only",
-            "hash",
-            "sort_order",
-            "insert_default",
-        ):
-            if dataclass_only == "insert_default" and dataclass_only in kwargs:
-                kwargs["default"] = kwargs.pop("insert_default")
-            elif dataclass_only == "sort_order":
-                kwargs.pop(dataclass_only, None)
-            elif dataclass_only in kwargs:
+        if "insert_default" in kwargs:  # SQLAlchemy's alias of default=
+            kwargs["default"] = kwargs.pop("insert_default")
+        kwargs.pop("sort_order", None)  # columns keep declaration order here
+        for dataclass_only in ("init", "repr", "default_factory", "compare", "kw_only", "hash"):
+            if dataclass_only in kwargs:
                 raise exc.ArgumentError(
                     f"mapped_column({dataclass_only}=...) is for dataclass mappings, which "
                     "asyncsession does not support yet"

@@ -241,8 +241,6 @@ class AsyncSession:
 
     def _attach(self, state: InstanceState, obj: Any) -> None:
         if state.session is self:
-            if state in self._deleted and state.key is None:
-                return
             return
         if state.session is not None:
             raise exc.InvalidRequestError(
@@ -1145,7 +1143,6 @@ class AsyncSession:
                     return target  # type: ignore[no-any-return]
             if target is None:
                 target = mapper.class_.__new__(mapper.class_)
-                instance_state(target)
                 self._attach(instance_state(target), target)
             for key_name in mapper.column_attrs:
                 if key_name in d:
@@ -1402,7 +1399,43 @@ def _get_plan(mapper: Any, with_for_update: Any) -> tuple[loading.ORMPlan, tuple
     return plan, names
 
 
-class async_sessionmaker(Generic[_S]):
+_F = TypeVar("_F")
+
+
+class SessionFactory(Generic[_F]):
+    """What ``async_sessionmaker`` and the facade's ``sessionmaker`` share.
+
+    Fixed options and a bind for every session it makes, ``configure()`` to
+    change them, and an event dispatcher whose listeners apply to every session
+    it makes (its parent is the session class's). Subclasses add ``begin()``.
+    """
+
+    def __init__(self, bind: Any, class_: type[_F], kw: dict[str, Any], parent: Dispatcher) -> None:
+        self.bind = bind
+        self.class_ = class_
+        self.kw = kw
+        self._dispatch = Dispatcher(SESSION_EVENTS, parent)
+
+    def _dispatcher_for(self, identifier: str) -> Dispatcher:
+        return self._dispatch
+
+    def __call__(self, **local_kw: Any) -> _F:
+        options = {**self.kw, **local_kw}
+        options.setdefault("bind", self.bind)
+        maker: Any = self.class_
+        session: _F = maker(_parent_dispatch=self._dispatch, **options)
+        return session
+
+    def configure(self, **kw: Any) -> None:
+        if "bind" in kw:
+            self.bind = kw.pop("bind")
+        self.kw.update(kw)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(class_={self.class_.__name__}, bind={self.bind!r})"
+
+
+class async_sessionmaker(SessionFactory[_S]):
     """A factory of sessions with fixed options: ``Session = async_sessionmaker(engine)``.
 
     ``Session()`` makes a session; ``Session.begin()`` makes one and begins a
@@ -1435,31 +1468,12 @@ class async_sessionmaker(Generic[_S]):
         class_: type[_S] = AsyncSession,  # type: ignore[assignment]
         **kw: Any,
     ) -> None:
-        self.bind = bind
-        self.class_ = class_
-        self.kw = kw
-        self._dispatch = Dispatcher(SESSION_EVENTS, class_._dispatcher_for("before_flush"))
-
-    def _dispatcher_for(self, identifier: str) -> Dispatcher:
-        return self._dispatch
-
-    def __call__(self, **local_kw: Any) -> _S:
-        options = {**self.kw, **local_kw}
-        options.setdefault("bind", self.bind)
-        return self.class_(_parent_dispatch=self._dispatch, **options)
+        super().__init__(bind, class_, kw, class_._dispatcher_for("before_flush"))
 
     @contextlib.asynccontextmanager
     async def begin(self) -> AsyncIterator[_S]:
         async with self() as session, session.begin():
             yield session
-
-    def configure(self, **kw: Any) -> None:
-        if "bind" in kw:
-            self.bind = kw.pop("bind")
-        self.kw.update(kw)
-
-    def __repr__(self) -> str:
-        return f"async_sessionmaker(class_={self.class_.__name__}, bind={self.bind!r})"
 
 
 class async_scoped_session(Generic[_S]):

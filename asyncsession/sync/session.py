@@ -35,7 +35,7 @@ from asyncsession.engine.events import Dispatcher
 from asyncsession.engine.result import Result
 from asyncsession.orm import session as _orm_session
 from asyncsession.orm.identity import IdentityMap
-from asyncsession.orm.session import SESSION_EVENTS, AsyncSession
+from asyncsession.orm.session import AsyncSession, SessionFactory
 from asyncsession.orm.state import implicit_loader
 from asyncsession.orm.transaction import SessionTransaction as AsyncSessionTransaction
 from asyncsession.sync._runner import (
@@ -454,7 +454,7 @@ class SessionTransaction:
         return f"<SessionTransaction {kind} {self.async_transaction.state.name}>"
 
 
-class sessionmaker(Generic[_S]):
+class sessionmaker(SessionFactory[_S]):
     """A factory of Sessions with fixed options: ``Session = sessionmaker(engine)``.
 
     ``Session()`` makes a session; ``with Session.begin() as session:`` makes
@@ -469,31 +469,13 @@ class sessionmaker(Generic[_S]):
         class_: type[_S] = Session,  # type: ignore[assignment]
         **kw: Any,
     ) -> None:
-        self.bind = bind
-        self.class_ = class_
-        self.kw = kw
-        self._dispatch = Dispatcher(SESSION_EVENTS, AsyncSession._dispatcher_for("before_flush"))
-
-    def _dispatcher_for(self, identifier: str) -> Dispatcher:
-        return self._dispatch
-
-    def __call__(self, **local_kw: Any) -> _S:
-        options = {**self.kw, **local_kw}
-        options.setdefault("bind", self.bind)
-        return self.class_(_parent_dispatch=self._dispatch, **options)
+        # The facade Session has no class-level listeners of its own: AsyncSession's apply.
+        super().__init__(bind, class_, kw, AsyncSession._dispatcher_for("before_flush"))
 
     @contextlib.contextmanager
     def begin(self) -> Iterator[_S]:
         with self() as session, session.begin():
             yield session
-
-    def configure(self, **kw: Any) -> None:
-        if "bind" in kw:
-            self.bind = kw.pop("bind")
-        self.kw.update(kw)
-
-    def __repr__(self) -> str:
-        return f"sessionmaker(class_={self.class_.__name__}, bind={self.bind!r})"
 
 
 class scoped_session(Generic[_S]):

@@ -16,6 +16,7 @@ How this works:
 
 from __future__ import annotations
 
+import builtins
 import datetime
 import decimal
 import enum
@@ -30,6 +31,12 @@ from typing import Any, Generic, TypeVar
 from asyncsession import exc
 from asyncsession.orm.attributes import Mapped, default_constructor
 from asyncsession.orm.mapper import ColumnProperty, ExpressionProperty, Mapper, SynonymProperty
+from asyncsession.orm.relationships import (
+    DynamicMapped,
+    RelationshipProperty,
+    WriteOnlyMapped,
+    _RelationshipDecl,
+)
 from asyncsession.sql import types as sqltypes
 from asyncsession.sql.elements import coerce_expression
 from asyncsession.sql.schema import Column, Constraint, Index, MetaData, Table
@@ -253,7 +260,108 @@ def _property_from_value(key: str, value: Any, where: str) -> Any:
         return ExpressionProperty(key, coerce_expression(expression), value.deferred)
     if isinstance(value, _SynonymDecl):
         return SynonymProperty(key, value.name)
+    if isinstance(value, _RelationshipDecl):
+        return RelationshipProperty(key, value.argument, value.secondary, **value.kw)
     raise exc.ArgumentError(f"{where}: can't map {value!r:.60}")
+
+
+class _Forward:
+    """A name in an annotation that is not defined yet (a class declared later)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self) -> None:  # lets typing.Optional[...] accept it
+        return None
+
+    def __or__(self, other: Any) -> Any:
+        return typing.Optional[self]  # noqa: UP045 - a placeholder, not a type
+
+    def __ror__(self, other: Any) -> Any:
+        return typing.Optional[self]  # noqa: UP045
+
+    def __getitem__(self, item: Any) -> Any:
+        return self
+
+
+class _ForwardNames(dict[str, Any]):
+    def __init__(self, names: dict[str, Any], fallback: dict[str, Any]) -> None:
+        super().__init__(names)
+        self.fallback = fallback
+
+    def __missing__(self, name: str) -> Any:
+        if name in self.fallback:
+            return self.fallback[name]
+        if hasattr(builtins, name):
+            return getattr(builtins, name)
+        return _Forward(name)
+
+
+def _evaluate_lenient(annotation: Any, cls: type) -> Any:
+    """Evaluate an annotation in which classes declared later may appear."""
+    if not isinstance(annotation, str):
+        return annotation
+    module = sys.modules.get(cls.__module__)
+    namespace = dict(vars(module)) if module is not None else {}
+    namespace.setdefault("Mapped", Mapped)
+    namespace.setdefault("WriteOnlyMapped", WriteOnlyMapped)
+    local = _ForwardNames({k: v for k, v in vars(cls).items() if isinstance(v, type)}, namespace)
+    try:
+        return eval(annotation, namespace, local)
+    except Exception as err:
+        raise exc.ArgumentError(
+            f"{cls.__name__}: can't evaluate the annotation {annotation!r}: {err}"
+        ) from None
+
+
+def _target_name(arg: Any) -> Any:
+    if isinstance(arg, _Forward):
+        return arg.name
+    if isinstance(arg, typing.ForwardRef):
+        return arg.__forward_arg__
+    return arg
+
+
+def _relationship_property(
+    key: str, decl: _RelationshipDecl[Any], annotation: Any, cls: type, where: str
+) -> RelationshipProperty[Any]:
+    """The relationship of ``key``, with what the annotation says filled in."""
+    kw = dict(decl.kw)
+    argument = decl.argument
+    if annotation is not None:
+        evaluated = _evaluate_lenient(annotation, cls)
+        origin = typing.get_origin(evaluated)
+        if origin is DynamicMapped:
+            raise exc.ArgumentError(
+                f"{where}: DynamicMapped (lazy='dynamic') is not supported; use WriteOnlyMapped"
+            )
+        if origin is not None and isinstance(origin, type) and issubclass(origin, Mapped):
+            inner = typing.get_args(evaluated)[0] if typing.get_args(evaluated) else None
+            if origin is WriteOnlyMapped:
+                if kw["lazy"] == "select":
+                    kw["lazy"] = "write_only"
+                if argument is None:
+                    argument = _target_name(inner)
+            elif inner is not None:
+                inner, _optional = _split_optional(inner)
+                inner_origin = typing.get_origin(inner)
+                args = typing.get_args(inner)
+                if inner_origin in (list, set, dict, typing.List, typing.Set, typing.Dict):  # noqa: UP006
+                    target = args[-1] if args else None
+                    if kw["uselist"] is None:
+                        kw["uselist"] = True
+                    if kw["collection_class"] is None:
+                        if inner_origin in (set, typing.Set):  # noqa: UP006
+                            kw["collection_class"] = set
+                        elif inner_origin in (dict, typing.Dict):  # noqa: UP006
+                            kw["collection_class"] = dict
+                else:
+                    target = inner
+                    if kw["uselist"] is None:
+                        kw["uselist"] = False
+                if argument is None:
+                    argument = _target_name(target)
+    return RelationshipProperty(key, argument, decl.secondary, **kw)
 
 
 def _mapper_kwargs(
@@ -391,7 +499,9 @@ def _map_declarative(cls: type) -> None:
             if isinstance(value, declared_attr):
                 if not key.startswith("__"):  # __tablename__ etc. are read by getattr
                     values[key] = value.fn(cls)
-            elif isinstance(value, (MappedColumn, _ExpressionDecl, _SynonymDecl, Column)):
+            elif isinstance(
+                value, (MappedColumn, _ExpressionDecl, _SynonymDecl, Column, _RelationshipDecl)
+            ):
                 if not is_own and isinstance(value, (MappedColumn, Column)):
                     value = value.copy()  # a mixin's column: each class gets its own
                 values[key] = value
@@ -400,6 +510,11 @@ def _map_declarative(cls: type) -> None:
     made: dict[int, Column] = {}  # id(mapped_column()) -> the Column it produced
     for key, (annotation, owner) in annotations.items():
         if key.startswith("__"):
+            continue
+        if isinstance(values.get(key), _RelationshipDecl):
+            props.append(
+                _relationship_property(key, values.pop(key), annotation, owner, f"{where}.{key}")
+            )
             continue
         evaluated = _evaluate(annotation, owner)
         if typing.get_origin(evaluated) is typing.ClassVar:
@@ -508,6 +623,7 @@ def inspect(subject: Any) -> Any:
         mapper = subject.__dict__.get("__mapper__")
         if mapper is None:
             raise exc.ArgumentError(f"{subject.__name__} is not a mapped class")
+        mapper.configure()
         return mapper
     if isinstance(subject, Mapper):
         return subject

@@ -4,7 +4,8 @@ How this works:
 
 * A :class:`Mapper` owns the class's properties in declaration order: column
   properties (attribute key → Column), SQL expression properties
-  (``column_property``) and synonyms. Relationships join them later.
+  (``column_property``), synonyms and relationships (configured lazily, see
+  :mod:`asyncsession.orm.relationships`).
 * Identity keys are ``(class, primary key tuple, None)`` built from the
   primary key attributes; the class in the key is the mapped class.
 * The mapper precomputes what the hot paths need: which attributes to load by
@@ -28,6 +29,12 @@ from asyncsession.orm.attributes import (
     ExpressionAttribute,
     InstrumentedAttribute,
     SynonymAttribute,
+)
+from asyncsession.orm.relationships import (
+    RelationshipAttribute,
+    RelationshipProperty,
+    ensure_configured,
+    note_unconfigured,
 )
 from asyncsession.sql.elements import ColumnElement
 from asyncsession.sql.schema import Column, Table
@@ -127,6 +134,7 @@ class Mapper:
         self.column_attrs: dict[str, ColumnProperty] = {}
         self.expression_attrs: dict[str, ExpressionProperty] = {}
         self.synonyms: dict[str, SynonymProperty] = {}
+        self.relationships: dict[str, RelationshipProperty[Any]] = {}
         self._column_to_key: dict[int, str] = {}
         for prop in properties:
             self._add_property(prop)
@@ -181,6 +189,20 @@ class Mapper:
             self.expression_attrs[key] = prop
         elif isinstance(prop, SynonymProperty):
             self.synonyms[key] = prop
+        elif isinstance(prop, RelationshipProperty):
+            self.relationships[key] = prop
+            if self.registry is not None:
+                note_unconfigured(self.registry)
+
+    def add_relationship(self, prop: RelationshipProperty[Any]) -> None:
+        """Add a relationship after mapping (a backref); installs its attribute."""
+        self._add_property(prop)
+        self._compute()
+        setattr(self.class_, prop.key, RelationshipAttribute(self.class_, prop.key, prop))
+
+    def configure(self) -> None:
+        """Configure the relationships of this mapper's registry (done lazily anyway)."""
+        ensure_configured(self)
 
     def _compute(self) -> None:
         self.attr_keys: tuple[str, ...] = tuple(k for k in self.attrs if k not in self.synonyms)
@@ -192,6 +214,7 @@ class Mapper:
         self.expirable_keys: tuple[str, ...] = tuple(
             k for k in self.attrs if k not in self.synonyms
         )
+        self.relationship_keys: frozenset[str] = frozenset(self.relationships)
         # Columns loaded by default, in table order: (key, column).
         self.default_load: tuple[tuple[str, ColumnElement], ...] = tuple(
             (p.key, p.column) for p in self.column_attrs.values() if not p.deferred
@@ -212,6 +235,8 @@ class Mapper:
                         f"mapped attribute of {cls.__name__}"
                     )
                 setattr(cls, key, SynonymAttribute(cls, key, prop.name))
+            elif isinstance(prop, RelationshipProperty):
+                setattr(cls, key, RelationshipAttribute(cls, key, prop))
         cls.__mapper__ = self
         cls.__table__ = self.local_table
         # select(User) asks the class for its clause element: the table.
@@ -273,6 +298,7 @@ class Mapper:
         return self
 
     def get_property(self, key: str) -> Any:
+        ensure_configured(self)
         try:
             return self.attrs[key]
         except KeyError:

@@ -37,9 +37,18 @@ from asyncsession import exc
 from asyncsession.engine.base import AsyncConnection, AsyncEngine
 from asyncsession.engine.events import Dispatcher
 from asyncsession.engine.result import AsyncResult, AsyncScalarResult, Result, ResultMetaData
-from asyncsession.orm import loading
+from asyncsession.orm import loading, strategies
+from asyncsession.orm.dependency import sync_relationships
 from asyncsession.orm.identity import IdentityMap
 from asyncsession.orm.mapper import mapper_for_table
+from asyncsession.orm.relationships import (
+    MANYTOMANY,
+    ONETOMANY,
+    RelationshipProperty,
+    ensure_configured,
+    members,
+    relationship_history,
+)
 from asyncsession.orm.state import NO_VALUE, InstanceState, instance_state
 from asyncsession.orm.transaction import SessionTransaction, TxState
 from asyncsession.orm.unitofwork import execute_flush, plan_flush
@@ -234,6 +243,31 @@ class AsyncSession:
         self._check_not_busy("add")
         state = instance_state(obj)
         self._attach(state, obj)
+        if state.mapper.relationships:
+            self._cascade_save(obj)
+
+    def _cascade_add(self, state: InstanceState, obj: Any) -> None:
+        """save-update cascade from an attribute event: attach ``obj`` and what it holds."""
+        self._attach(state, obj)
+        if state.mapper.relationships:
+            self._cascade_save(obj)
+
+    def _cascade_save(self, obj: Any) -> None:
+        """Attach the objects reachable from ``obj`` along loaded save-update relationships."""
+        stack = [obj]
+        while stack:
+            current = stack.pop()
+            state = instance_state(current)
+            ensure_configured(state.mapper)
+            d = current.__dict__
+            for prop in state.mapper.relationships.values():
+                if "save-update" not in prop.cascade:
+                    continue
+                for item in members(d.get(prop.key, NO_VALUE)):
+                    istate = instance_state(item)
+                    if istate.session is None and not istate._deleted:
+                        self._attach(istate, item)
+                        stack.append(item)
 
     def add_all(self, objects: Iterable[Any]) -> None:
         for obj in objects:
@@ -273,6 +307,28 @@ class AsyncSession:
         if state.session is not self:
             raise exc.InvalidRequestError(f"{_describe(state)} is not in this session")
         self._detach(state)
+        for other in self._related(obj, "expunge"):
+            if other.session is self:
+                self._detach(other)
+
+    def _related(self, obj: Any, cascade: str) -> list[InstanceState]:
+        """States reachable from ``obj`` along loaded relationships with ``cascade``."""
+        out: list[InstanceState] = []
+        seen = {id(obj)}
+        stack = [obj]
+        while stack:
+            current = stack.pop()
+            state = instance_state(current)
+            d = current.__dict__
+            for prop in state.mapper.relationships.values():
+                if cascade not in prop.cascade:
+                    continue
+                for item in members(d.get(prop.key, NO_VALUE)):
+                    if id(item) not in seen:
+                        seen.add(id(item))
+                        out.append(instance_state(item))
+                        stack.append(item)
+        return out
 
     def expunge_all(self) -> None:
         """Detach every object; the transaction (if any) stays."""
@@ -312,6 +368,124 @@ class AsyncSession:
             elif self._transaction is None and self.autobegin:
                 self._begin("autobegin")  # as add(): a rollback() undoes the mark
             self._deleted[state] = obj
+            if state.mapper.relationships:
+                await self._cascade_delete([state])
+
+    async def _cascade_delete(self, states: list[InstanceState]) -> None:
+        """Mark what ``states`` cascade their delete to, loading unloaded members first.
+
+        One batched query per relationship and level: the members a delete
+        cascade, a foreign key to clear or an association row to delete needs.
+        ``passive_deletes`` leaves unloaded members to the database.
+        """
+        queue = states
+        seen = {id(s) for s in states}
+        while queue:
+            to_load: dict[RelationshipProperty[Any], list[InstanceState]] = {}
+            for state in queue:
+                ensure_configured(state.mapper)
+                d = state.dict
+                for prop in state.mapper.relationships.values():
+                    if prop.viewonly or prop.key in d or state.key is None:
+                        continue
+                    if prop.passive_deletes or prop.is_write_only:
+                        continue  # left to the database (ON DELETE)
+                    if "delete" in prop.cascade or prop.direction in (ONETOMANY, MANYTOMANY):
+                        to_load.setdefault(prop, []).append(state)
+            for prop, group in to_load.items():
+                await self._load_relationship(prop, group)
+            next_queue: list[InstanceState] = []
+            for state in queue:
+                d = state.dict
+                for prop in state.mapper.relationships.values():
+                    if "delete" not in prop.cascade:
+                        continue
+                    for item in list(members(d.get(prop.key, NO_VALUE))):
+                        istate = instance_state(item)
+                        if id(istate) in seen:
+                            continue
+                        seen.add(id(istate))
+                        if istate.key is None:
+                            if istate.session is self:
+                                self._detach(istate)
+                            continue
+                        if istate._deleted or istate in self._deleted:
+                            continue
+                        if istate.session is None:
+                            self._attach(istate, item)
+                        self._deleted[istate] = item
+                        next_queue.append(istate)
+            queue = next_queue
+
+    def _orphans(self) -> list[InstanceState]:
+        """Members removed from a delete-orphan relationship and not given another parent."""
+        removed: dict[int, tuple[InstanceState, RelationshipProperty[Any]]] = {}
+        kept: set[tuple[int, RelationshipProperty[Any]]] = set()
+        states = [*self._new, *self.identity_map.modified]
+        for state in states:
+            committed = state.committed_state
+            for prop in state.mapper.relationships.values():
+                if "delete-orphan" not in prop.cascade:
+                    continue
+                if committed and prop.key in committed:
+                    history = relationship_history(state, prop)
+                    for item in history.deleted:
+                        istate = instance_state(item)
+                        removed[id(istate)] = (istate, prop)
+                for item in members(state.dict.get(prop.key, NO_VALUE)):
+                    kept.add((id(item), prop))
+        out = []
+        for istate, prop in removed.values():
+            obj = istate.obj_ref()
+            if obj is None or (id(obj), prop) in kept or istate.session is not self:
+                continue
+            back = prop.back
+            if back is not None and not back.uselist:
+                parent = obj.__dict__.get(back.key, NO_VALUE)
+                if parent is not NO_VALUE and parent is not None:
+                    continue  # moved to another parent
+            out.append(istate)
+        return out
+
+    async def _prepare_flush(self) -> None:
+        """Cascades a flush needs: save-update sweep, orphans, delete (with their loads)."""
+        for state, obj in list(self._new.items()):
+            if state.mapper.relationships:
+                self._cascade_save(obj)
+        for state in list(self.identity_map.modified):
+            obj = state.obj_ref()
+            if obj is not None and state.mapper.relationships:
+                self._cascade_save(obj)
+        doomed: list[InstanceState] = []
+        for state in self._orphans():
+            obj = state.obj_ref()
+            if state.key is None:
+                self._detach(state)
+            elif state not in self._deleted and not state._deleted:
+                self._deleted[state] = obj
+                doomed.append(state)
+        pending_cascade = [s for s in self._deleted if s.mapper.relationships and s not in doomed]
+        await self._cascade_delete(doomed + pending_cascade)
+
+    async def _load_relationship(
+        self,
+        prop: RelationshipProperty[Any],
+        states: Sequence[InstanceState],
+        populate_existing: bool = False,
+    ) -> None:
+        """Load ``prop`` for ``states`` with one IN query per chunk of parents."""
+        ensure_configured(prop.parent)
+        if not populate_existing:
+            states = [s for s in states if prop.key not in s.dict]
+        if not states:
+            return
+        need, known = strategies.batch_keys(prop, states)
+        rows: list[tuple[Any, ...]] = []
+        if need:
+            for statement in strategies.batch_statements(prop, [k for _, k in need]):
+                result = await self._execute(statement, None, {"autoflush": False}, None)
+                rows.extend(tuple(row) for row in result.all())
+        strategies.populate(prop, need, known, rows, populate_existing)
 
     # -- expiry ----------------------------------------------------------------------
     def expire(self, obj: Any, attribute_names: Iterable[str] | None = None) -> None:
@@ -329,6 +503,9 @@ class AsyncSession:
             state.expire(names)
         else:
             state.expire()
+            for other in self._related(obj, "refresh-expire"):
+                if other.session is self and other.key is not None:
+                    other.expire()
 
     def expire_all(self) -> None:
         for state in self.identity_map.states():
@@ -551,10 +728,23 @@ class AsyncSession:
                     f"{sorted(lost)} were expired, so their values are unknown. Set them "
                     "again, or expunge() the object."
                 )
+        dependencies = None
+        if only is None and any(
+            s.mapper.relationships for group in (new, dirty, deleted) for s in group
+        ):
+            await self._prepare_flush()
+            new = list(self._new)
+            deleted = list(self._deleted)
+            dirty = [
+                s
+                for s in list(self.identity_map.modified)
+                if s not in self._deleted and s.changed_keys()
+            ]
+            dependencies = sync_relationships(new, dirty, deleted)
         bind = self.get_bind(mapper=(new or dirty or deleted)[0].mapper)
         conn = await self._connection_for(txn, bind)
         await self._fire_mapper_events("before", conn, new, dirty, deleted)
-        plan = plan_flush(new, dirty, deleted, conn.dialect)
+        plan = plan_flush(new, dirty, deleted, conn.dialect, dependencies)
         outcome = await execute_flush(plan, conn)
         # Success: move the states. No await from here on.
         for state in outcome.inserted:
@@ -580,6 +770,12 @@ class AsyncSession:
             self.identity_map.remove(state)
             state._deleted = True
             txn.deleted[state] = None
+        if dependencies is not None:
+            # Objects whose only changes were to relationships: flushed too.
+            for state in dirty:
+                if state.modified and not state._deleted:
+                    state.commit_all()
+                    txn.dirty.add(state)
         await self._fire_mapper_events(
             "after", conn, list(outcome.inserted), list(outcome.updated), list(outcome.deleted)
         )
@@ -1063,6 +1259,41 @@ class AsyncSession:
         refresh: bool,
     ) -> None:
         mapper = state.mapper
+        relationships: list[RelationshipProperty[Any]] = []
+        if mapper.relationships:
+            ensure_configured(mapper)
+            if attribute_names is None:
+                relationships = [
+                    p
+                    for p in mapper.relationships.values()
+                    if p.lazy in ("selectin", "joined", "subquery")
+                ]
+            else:
+                attribute_names = list(attribute_names)
+                relationships = [
+                    mapper.relationships[n] for n in attribute_names if n in mapper.relationships
+                ]
+                attribute_names = [n for n in attribute_names if n not in mapper.relationships]
+                if not attribute_names:
+                    # Only relationships: load columns just when their keys are needed.
+                    needed = {k for p in relationships for k in p.local_keys}
+                    attribute_names = [k for k in needed if k not in state.dict]
+                    if not attribute_names:
+                        for prop in relationships:
+                            await self._load_relationship(prop, [state], populate_existing=refresh)
+                        return
+        await self._load_columns(state, attribute_names, with_for_update, refresh)
+        for prop in relationships:
+            await self._load_relationship(prop, [state], populate_existing=refresh)
+
+    async def _load_columns(
+        self,
+        state: InstanceState,
+        attribute_names: Iterable[str] | None,
+        with_for_update: Any,
+        refresh: bool,
+    ) -> None:
+        mapper = state.mapper
         if attribute_names is None:
             pairs = loading.load_columns(mapper)
         else:
@@ -1099,6 +1330,39 @@ class AsyncSession:
                 f"Could not refresh {_describe(state)}: its row no longer exists"
             )
         loading.populate_state(state, keys, tuple(row), overwrite_changes=refresh)
+
+    async def load_relationship(
+        self, objects: Iterable[Any], attribute: Any, *, populate_existing: bool = False
+    ) -> None:
+        """Load relationship ``attribute`` (``A.bs``) of many objects in one query.
+
+        The "selectin" strategy applied after the fact: fixes an N+1 loop over
+        objects from an earlier query without rewriting that query. Objects
+        whose relationship is already loaded keep it unless
+        ``populate_existing``. Every object must be persistent in this session.
+        """
+        with self._operation("load_relationship"):
+            prop = getattr(attribute, "property", None)
+            if not isinstance(prop, RelationshipProperty):
+                raise exc.ArgumentError(
+                    f"load_relationship() takes a relationship attribute such as A.bs, not "
+                    f"{attribute!r:.60}"
+                )
+            states = []
+            for obj in objects:
+                state = instance_state(obj)
+                if state.session is not self or state.key is None:
+                    raise exc.InvalidRequestError(
+                        f"Can't load {prop.describe()} of {_describe(state)}: it is not "
+                        "persistent in this session"
+                    )
+                if not isinstance(obj, prop.parent.class_):
+                    raise exc.ArgumentError(
+                        f"load_relationship({prop.describe()}) got a {type(obj).__name__}"
+                    )
+                states.append(state)
+            self._current("execute")
+            await self._load_relationship(prop, states, populate_existing=populate_existing)
 
     async def merge(self, obj: _T, load: bool = True, options: Sequence[Any] = ()) -> _T:
         """Copy ``obj``'s state onto the persistent object with its key (loaded if needed).

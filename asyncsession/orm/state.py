@@ -217,6 +217,11 @@ class InstanceState:
                     session._begin("autobegin")
 
     def history(self, key: str) -> History:
+        prop = self.mapper.relationships.get(key)
+        if prop is not None:
+            from asyncsession.orm.relationships import relationship_history
+
+            return relationship_history(self, prop)  # type: ignore[no-any-return]
         d = self.dict
         current = d.get(key, NO_VALUE)
         committed = self.committed_state
@@ -281,9 +286,11 @@ class InstanceState:
         expired = self.expired_attributes
         if expired is None:
             expired = self.expired_attributes = set()
+        relationships = self.mapper.relationship_keys
         for key in keys:
             d.pop(key, None)
-            expired.add(key)
+            if key not in relationships:  # an unloaded relationship is simply not loaded
+                expired.add(key)
         committed = self.committed_state
         if committed:
             for key in keys:
@@ -292,6 +299,11 @@ class InstanceState:
             self.commit_all()
 
     def unloaded_error(self, key: str) -> exc.UnloadedAttributeError:
+        prop = self.mapper.relationships.get(key)
+        if prop is not None:
+            from asyncsession.orm.relationships import unloaded_relationship_error
+
+            return unloaded_relationship_error(self, prop)
         cls = self.mapper.class_.__name__
         if self.expired_attributes and key in self.expired_attributes:
             why = "it was expired"

@@ -110,8 +110,9 @@ import attrs
 from asyncsession import exc
 from asyncsession.engine.base import AsyncConnection
 from asyncsession.orm import topological
+from asyncsession.orm.dependency import AssociationRow, Dependencies, Ref
 from asyncsession.orm.mapper import Mapper
-from asyncsession.orm.state import NO_VALUE, InstanceState
+from asyncsession.orm.state import NO_VALUE, InstanceState, values_differ
 from asyncsession.sql.compiler import DefaultContext, Dialect
 from asyncsession.sql.dml import Delete, Insert, Update, delete, insert, update
 from asyncsession.sql.elements import ClauseElement, and_, bindparam
@@ -119,12 +120,15 @@ from asyncsession.sql.schema import Column, ColumnDefault, ForeignKeyConstraint,
 from asyncsession.sql.types import Integer
 
 __all__ = [
+    "AssociationDelete",
+    "AssociationInsert",
     "DeleteBatch",
     "FlushOutcome",
     "FlushPlan",
     "InsertBatch",
     "KeyChange",
     "Match",
+    "PostUpdate",
     "UpdateGroup",
     "execute_flush",
     "plan_flush",
@@ -163,6 +167,7 @@ class InsertBatch:
     expired: tuple[str, ...] = ()
     match: Match = Match.NONE
     expressions: bool = False
+    refs: bool = False  # some value is a Ref, resolved by the executor
 
     @property
     def table(self) -> Table:
@@ -193,6 +198,7 @@ class UpdateGroup:
     check_version: bool = False
     bump_version: bool = False
     expressions: bool = False
+    refs: bool = False
 
     @property
     def table(self) -> Table:
@@ -214,15 +220,56 @@ class DeleteBatch:
         return self.mapper.local_table
 
 
-Step = InsertBatch | UpdateGroup | DeleteBatch
+@attrs.frozen
+class PostUpdate:
+    """A ``post_update`` relationship's foreign keys, set by key after the INSERTs
+    (or cleared before the DELETEs). Values and keys may be :class:`Ref`."""
+
+    mapper: Mapper
+    keys: tuple[str, ...]
+    states: tuple[int, ...]
+    values: tuple[tuple[Any, ...], ...]
+    pks: tuple[tuple[Any, ...], ...]
+
+    @property
+    def table(self) -> Table:
+        return self.mapper.local_table
+
+
+@attrs.frozen
+class AssociationInsert:
+    """Rows of a many-to-many secondary table to insert (values may be :class:`Ref`)."""
+
+    table: Table
+    columns: tuple[Column, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+
+@attrs.frozen
+class AssociationDelete:
+    """Rows of a many-to-many secondary table to delete, matched on every column."""
+
+    table: Table
+    columns: tuple[Column, ...]
+    rows: tuple[tuple[Any, ...], ...]
+
+
+Step = InsertBatch | UpdateGroup | DeleteBatch | PostUpdate | AssociationInsert | AssociationDelete
 
 
 @attrs.frozen
 class FlushPlan:
-    """The ordered steps of a flush; steps refer to ``states`` by index."""
+    """The ordered steps of a flush; steps refer to ``states`` by index.
+
+    ``assignments`` are values relationships set on objects (foreign keys),
+    written into them after the flush succeeded; ``refs`` says whether any
+    value anywhere is a :class:`Ref`.
+    """
 
     states: tuple[InstanceState, ...]
     steps: tuple[Step, ...]
+    assignments: tuple[tuple[int, tuple[str, ...], tuple[Any, ...]], ...] = ()
+    refs: bool = False
 
     @property
     def inserts(self) -> tuple[InsertBatch, ...]:
@@ -475,6 +522,7 @@ def plan_flush(
     dirty: Sequence[InstanceState],
     deleted: Sequence[InstanceState],
     dialect: Dialect,
+    dependencies: Dependencies | None = None,
 ) -> FlushPlan:
     """Plan a flush of ``new`` (pending, in add order), ``dirty`` and ``deleted`` states.
 
@@ -483,9 +531,10 @@ def plan_flush(
     being deleted, produce nothing. Raises CircularDependencyError when rows
     reference each other in a cycle, and InvalidRequestError when a value
     the plan needs is not loaded or a pending object has no primary key and
-    nothing would generate one.
+    nothing would generate one. ``dependencies`` are what relationships add
+    (:func:`asyncsession.orm.dependency.sync_relationships`).
     """
-    return _Planner(dialect).plan(new, dirty, deleted)
+    return _Planner(dialect, dependencies).plan(new, dirty, deleted)
 
 
 # (generated, returning, expired, match) of an INSERT shape.
@@ -493,13 +542,17 @@ _InsertShape = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], Match]
 
 
 class _Planner:
-    __slots__ = ("infos", "max_params", "shapes", "states")
+    __slots__ = ("deps", "index_of", "infos", "max_params", "overlay", "refs", "shapes", "states")
 
-    def __init__(self, dialect: Dialect) -> None:
+    def __init__(self, dialect: Dialect, deps: Dependencies | None = None) -> None:
         self.max_params = max(1, int(dialect.max_bind_params))
         self.states: list[InstanceState] = []
         self.shapes: dict[tuple[Any, ...], _InsertShape] = {}
         self.infos: dict[Mapper, _MapperInfo] = {}
+        self.deps = deps if deps else None
+        self.overlay: dict[InstanceState, dict[str, Any]] = deps.values if deps else {}
+        self.index_of: dict[int, int] = {}
+        self.refs = False
 
     def _info(self, mapper: Mapper) -> _MapperInfo:
         info = self.infos.get(mapper)
@@ -516,12 +569,19 @@ class _Planner:
         pending = [self._pending_row(state) for state in new]
         doomed = {id(state) for state in deleted}
         changed = []
+        if self.overlay:
+            seen = {id(state) for state in new}
+            dirty = list(dirty)
+            seen.update(id(state) for state in dirty)
+            dirty.extend(s for s in self.overlay if id(s) not in seen and s.key is not None)
         for state in dirty:
             if id(state) not in doomed:
                 row = self._dirty_row(state)
                 if row is not None:
                     changed.append(row)
         removed = [self._deleted_row(state) for state in deleted]
+        if self.deps is not None:
+            self.index_of = {id(s): i for i, s in enumerate(self.states)}
 
         tables: list[Table] = []
         by_table: dict[Table, tuple[list[_Row], list[_Row], list[_Row]]] = {}
@@ -539,6 +599,10 @@ class _Planner:
             for fk in next(r for rows in by_table[table] for r in rows).info.foreign_keys
             if fk.target in by_table
         ]
+        if self.deps is not None:
+            edges.extend(
+                (a, b) for a, b in self.deps.table_edges if a in by_table and b in by_table
+            )
         components = topological.strongly_connected(tables, edges)
         self_referencing = {table for target, table in edges if target is table}
 
@@ -561,7 +625,80 @@ class _Planner:
                 levels = self._delete_levels(rows, component) if cyclic else [rows]
                 for level in levels:
                     deletes.extend(self._delete_steps(level))
-        return FlushPlan(tuple(self.states), (*inserts, *updates, *deletes))
+        if self.deps is None:
+            return FlushPlan(tuple(self.states), (*inserts, *updates, *deletes))
+        return self._with_dependencies(inserts, updates, deletes, pending, changed)
+
+    def _with_dependencies(
+        self,
+        inserts: list[Step],
+        updates: list[Step],
+        deletes: list[Step],
+        pending: list[_Row],
+        changed: list[_Row],
+    ) -> FlushPlan:
+        deps = self.deps
+        assert deps is not None
+        assignments: list[tuple[int, tuple[str, ...], tuple[Any, ...]]] = []
+        for row in (*pending, *changed):
+            values = self.overlay.get(row.state)
+            if values:
+                keys = tuple(values)
+                assignments.append((row.index, keys, tuple(values[k] for k in keys)))
+        post = self._post_updates(deps.post, assignments)
+        association: list[Step] = []
+        for kind, rows in (
+            (AssociationDelete, deps.association_deletes),
+            (AssociationInsert, deps.association_inserts),
+        ):
+            groups: dict[tuple[Table, tuple[Column, ...]], list[AssociationRow]] = {}
+            for arow in rows:
+                groups.setdefault((arow.table, arow.columns), []).append(arow)
+            for (table, columns), members in groups.items():
+                values_rows = tuple(r.values for r in members)
+                self.refs = self.refs or any(_has_ref(v) for v in values_rows)
+                association.append(kind(table, columns, values_rows))
+        return FlushPlan(
+            tuple(self.states),
+            (*inserts, *updates, *post, *association, *deletes),
+            tuple(assignments),
+            self.refs,
+        )
+
+    def _post_updates(
+        self,
+        post: dict[InstanceState, dict[str, Any]],
+        assignments: list[tuple[int, tuple[str, ...], tuple[Any, ...]]],
+    ) -> list[Step]:
+        groups: dict[tuple[Mapper, tuple[str, ...]], list[tuple[int, tuple[Any, ...], Any]]] = {}
+        for state, values in post.items():
+            index = self.index_of.get(id(state))
+            if index is None:
+                _object_dict(state)
+                self.states.append(state)
+                index = len(self.states) - 1
+                self.index_of[id(state)] = index
+            keys = tuple(sorted(values))
+            row = tuple(values[k] for k in keys)
+            if state.key is not None:
+                pk: tuple[Any, ...] = state.key[1]
+            else:
+                pk = tuple(Ref(state, k) for k in state.mapper.pk_keys)
+            groups.setdefault((state.mapper, keys), []).append((index, row, pk))
+            assignments.append((index, keys, row))
+        steps: list[Step] = []
+        for (mapper, keys), items in groups.items():
+            self.refs = True
+            steps.append(
+                PostUpdate(
+                    mapper,
+                    keys,
+                    tuple(i for i, _, _ in items),
+                    tuple(r for _, r, _ in items),
+                    tuple(p for _, _, p in items),
+                )
+            )
+        return steps
 
     # -- snapshots of the states -------------------------------------------------------
 
@@ -570,6 +707,9 @@ class _Planner:
     def _pending_row(self, state: InstanceState) -> _Row:
         info = self._info(state.mapper)
         d = _object_dict(state)
+        overlay = self.overlay.get(state) if self.overlay else None
+        if overlay:
+            d = {**d, **overlay}
         none_keys = info.none_keys
         pk_keys = info.pk_keys
         keys: list[str] = []
@@ -595,6 +735,17 @@ class _Planner:
         info = self._info(state.mapper)
         position = info.position
         changed = state.changed_keys()
+        overlay = self.overlay.get(state) if self.overlay else None
+        if overlay:
+            current = _object_dict(state)
+            changed = [k for k in changed if k not in overlay]
+            changed += [
+                k
+                for k, v in overlay.items()
+                if type(v) is Ref or values_differ(v, current.get(k, NO_VALUE))
+            ]
+            if not changed:
+                return None
         if len(changed) == 1:
             keys: tuple[str, ...] = tuple(changed) if changed[0] in position else ()
         else:
@@ -606,6 +757,8 @@ class _Planner:
         version = NO_VALUE
         if info.version_key is not None:
             version = _loaded(state, d, info.version_key, "the version check of its UPDATE")
+        if overlay:
+            d = {**d, **overlay}
         values = tuple([d[k] for k in keys])
         expressions = False
         for value in values:
@@ -647,11 +800,20 @@ class _Planner:
             return found
 
         edges: list[tuple[int, int]] = []
+        if self.deps is not None:
+            in_component = {row.index for row in rows}
+            for row in rows:
+                for value in row.values:
+                    if type(value) is Ref:
+                        parent = self.index_of.get(id(value.state))
+                        if parent is not None and parent in in_component and parent != row.index:
+                            edges.append((parent, row.index))
         for row in rows:
+            overlay = self.overlay.get(row.state) if self.overlay else None
             for fk in row.info.foreign_keys:
                 if fk.target not in members or fk.local_keys is None:
                     continue
-                value = _explicit(row.dict, fk.local_keys)
+                value = _explicit({**row.dict, **overlay} if overlay else row.dict, fk.local_keys)
                 if value is None:
                     continue
                 parent = referenced(fk).get(value)
@@ -810,6 +972,8 @@ class _Planner:
         steps: list[Step] = []
         for start in range(0, len(run), size):
             chunk = run[start : start + size]
+            refs = self.deps is not None and any(_has_ref(row.values) for row in chunk)
+            self.refs = self.refs or refs
             steps.append(
                 InsertBatch(
                     mapper=info.mapper,
@@ -821,6 +985,7 @@ class _Planner:
                     expired=expired,
                     match=match,
                     expressions=expressions,
+                    refs=refs,
                 )
             )
         return steps
@@ -860,6 +1025,8 @@ class _Planner:
             *info.pk_keys,
             *(k for k in info.keys if k in fetched and k not in info.pk_keys),
         )
+        refs = self.deps is not None and any(_has_ref(row.values) for row in rows)
+        self.refs = self.refs or refs
         return UpdateGroup(
             mapper=info.mapper,
             keys=keys,
@@ -873,6 +1040,7 @@ class _Planner:
             check_version=check,
             bump_version=bump,
             expressions=expressions,
+            refs=refs,
         )
 
     def _delete_steps(self, rows: list[_Row]) -> list[Step]:
@@ -900,6 +1068,10 @@ class _Planner:
 
 def _is_expr(value: Any) -> bool:
     return isinstance(value, ClauseElement)
+
+
+def _has_ref(values: Sequence[Any]) -> bool:
+    return any(type(v) is Ref for v in values)
 
 
 def _explicit(d: dict[str, Any], keys: Sequence[str | None]) -> tuple[Any, ...] | None:
@@ -948,23 +1120,58 @@ class _Execution:
     value row per index, so writing back costs one ``dict.update`` per row.
     """
 
-    __slots__ = ("conn", "expire", "plan", "writes")
+    __slots__ = ("conn", "expire", "index_of", "known", "plan", "writes")
 
     def __init__(self, plan: FlushPlan, conn: AsyncConnection) -> None:
         self.plan = plan
         self.conn = conn
         self.writes: list[tuple[Sequence[int], tuple[str, ...], Sequence[Sequence[Any]]]] = []
         self.expire: list[tuple[Sequence[int], tuple[str, ...]]] = []
+        # With Refs in the plan: the values each state got so far, to resolve them.
+        self.known: dict[int, dict[str, Any]] | None = {} if plan.refs else None
+        self.index_of: dict[int, int] = (
+            {id(s): i for i, s in enumerate(plan.states)} if plan.refs else {}
+        )
 
     def write(
         self, indexes: Sequence[int], keys: tuple[str, ...], rows: Sequence[Sequence[Any]]
     ) -> None:
         if keys:
             self.writes.append((indexes, keys, rows))
+            known = self.known
+            if known is not None:
+                for index, row in zip(indexes, rows, strict=True):
+                    known.setdefault(index, {}).update(zip(keys, row, strict=True))
+
+    def resolve(self, value: Any) -> Any:
+        """A Ref's value: generated by an earlier statement of this flush, or set on the object."""
+        if type(value) is not Ref:
+            return value
+        index = self.index_of.get(id(value.state))
+        assert self.known is not None
+        found = (
+            self.known.get(index, {}).get(value.key, NO_VALUE) if index is not None else NO_VALUE
+        )
+        if found is NO_VALUE:
+            obj = value.state.obj_ref()
+            found = obj.__dict__.get(value.key, NO_VALUE) if obj is not None else NO_VALUE
+        if found is NO_VALUE or found is None:
+            raise exc.InvalidRequestError(
+                f"Can't flush: {_describe(value.state)} must be inserted first to give its "
+                f"{value.key!r} to a row that references it, and it was not (a relationship "
+                "without a foreign key between the tables? give foreign_keys=)"
+            )
+        return found
+
+    def resolve_rows(self, rows: Sequence[Sequence[Any]]) -> tuple[tuple[Any, ...], ...]:
+        resolve = self.resolve
+        return tuple(tuple([resolve(v) for v in row]) for row in rows)
 
     # -- INSERT ----------------------------------------------------------------------
 
     async def insert(self, step: InsertBatch) -> None:
+        if step.refs:
+            step = attrs.evolve(step, rows=self.resolve_rows(step.rows), refs=False)
         info = _info(step.mapper)
         generated = step.generated
         made = [_generate(info, step.keys, row, generated) for row in step.rows]
@@ -1041,6 +1248,8 @@ class _Execution:
     # -- UPDATE ----------------------------------------------------------------------
 
     async def update(self, step: UpdateGroup) -> None:
+        if step.refs:
+            step = attrs.evolve(step, values=self.resolve_rows(step.values), refs=False)
         info = _info(step.mapper)
         generated = step.generated
         extra_keys = generated
@@ -1142,6 +1351,46 @@ class _Execution:
             ordered[i] = r[npk:]
         return ordered
 
+    # -- relationships -----------------------------------------------------------------
+
+    async def post_update(self, step: PostUpdate) -> None:
+        info = _info(step.mapper)
+        values = self.resolve_rows(step.values)
+        pks = self.resolve_rows(step.pks)
+        template, names = _template(
+            info,
+            ("update", step.keys, False, info.pk_keys),
+            lambda: _update_template(info, step.keys, False, info.pk_keys),
+        )
+        params = [
+            dict(zip(names, (*row, *pk), strict=True)) for row, pk in zip(values, pks, strict=True)
+        ]
+        result = await self.conn.execute(template, params if len(params) > 1 else params[0])
+        _check_updated(info, len(params), len(result.all()))
+        self.write(step.states, step.keys, values)
+
+    async def association(self, step: AssociationInsert | AssociationDelete) -> None:
+        rows = self.resolve_rows(step.rows)
+        columns = step.columns
+        if isinstance(step, AssociationInsert):
+            statement: Any = insert(step.table).values(
+                [dict(zip(columns, row, strict=True)) for row in rows]
+            )
+            await self.conn.execute(statement)
+            return
+        names = [f"w{i}" for i in range(len(columns))]
+        statement = delete(step.table).where(
+            and_(*(c == bindparam(n, type_=c.type) for c, n in zip(columns, names, strict=True)))
+        )
+        params = [dict(zip(names, row, strict=True)) for row in rows]
+        result = await self.conn.execute(statement, params if len(params) > 1 else params[0])
+        rowcount = result.rowcount
+        if 0 <= rowcount != len(rows):
+            raise exc.StaleDataError(
+                f"DELETE statement on table {step.table.fullname!r} expected to delete "
+                f"{len(rows)} row(s); {rowcount} were matched."
+            )
+
     # -- DELETE ----------------------------------------------------------------------
 
     async def delete(self, step: DeleteBatch) -> None:
@@ -1181,6 +1430,12 @@ class _Execution:
         """Write every collected value into the objects; nothing in here awaits."""
         states = self.plan.states
         dicts = [state.obj_ref().__dict__ for state in states]
+        if self.plan.assignments:
+            resolve = self.resolve if self.known is not None else None
+            for index, keys, assigned in self.plan.assignments:
+                if resolve is not None:
+                    assigned = tuple([resolve(v) for v in assigned])
+                dicts[index].update(zip(keys, assigned, strict=True))
         for indexes, keys, rows in self.writes:
             for index, values in zip(indexes, rows, strict=True):
                 dicts[index].update(zip(keys, values, strict=True))
@@ -1191,6 +1446,8 @@ class _Execution:
         for step in self.plan.steps:
             if isinstance(step, DeleteBatch):
                 deleted.extend(states[i] for i in step.states)
+                continue
+            if isinstance(step, (PostUpdate, AssociationInsert, AssociationDelete)):
                 continue
             mapper = step.mapper
             if isinstance(step, InsertBatch):
@@ -1369,8 +1626,12 @@ async def execute_flush(plan: FlushPlan, conn: AsyncConnection) -> FlushOutcome:
             await execution.insert(step)
         elif isinstance(step, UpdateGroup):
             await execution.update(step)
-        else:
+        elif isinstance(step, DeleteBatch):
             await execution.delete(step)
+        elif isinstance(step, PostUpdate):
+            await execution.post_update(step)
+        else:
+            await execution.association(step)
     outcome = execution.apply()
     del objects
     return outcome

@@ -392,6 +392,17 @@ class Session:
         """Expire, then reload attributes now (see AsyncSession.refresh)."""
         self._runner.call(self.async_session.refresh, obj, attribute_names, with_for_update)
 
+    def load_relationship(
+        self, objects: Iterable[Any], attribute: Any, *, populate_existing: bool = False
+    ) -> None:
+        """Load relationship ``attribute`` of many objects in one query (see AsyncSession)."""
+        self._runner.call(
+            self.async_session.load_relationship,
+            objects,
+            attribute,
+            populate_existing=populate_existing,
+        )
+
     def merge(self, obj: _T, load: bool = True, options: Sequence[Any] = ()) -> _T:
         """Copy ``obj``'s state onto the persistent object with its key; return that."""
         return self._runner.call(self.async_session.merge, obj, load, options)

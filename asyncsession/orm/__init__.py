@@ -17,6 +17,17 @@ from asyncsession.orm.decl import (
     synonym,
 )
 from asyncsession.orm.mapper import Mapper
+from asyncsession.orm.relationships import (
+    DynamicMapped,
+    RelationshipDirection,
+    RelationshipProperty,
+    WriteOnlyMapped,
+    attribute_keyed_dict,
+    backref,
+    configure_mappers,
+    keyfunc_mapping,
+    relationship,
+)
 from asyncsession.orm.session import (
     AsyncAttrs,
     AsyncSession,
@@ -31,6 +42,7 @@ from asyncsession.orm.session import (
 )
 from asyncsession.orm.state import NO_VALUE, AttributeState, History, InstanceState
 from asyncsession.orm.transaction import SessionTransaction, TxState
+from asyncsession.orm.writeonly import WriteOnlyCollection
 
 __all__ = [
     "NO_VALUE",
@@ -38,6 +50,7 @@ __all__ = [
     "AsyncSession",
     "AttributeState",
     "DeclarativeBase",
+    "DynamicMapped",
     "History",
     "InstanceState",
     "InstrumentedAttribute",
@@ -45,21 +58,30 @@ __all__ = [
     "MappedColumn",
     "Mapper",
     "ORMExecuteState",
+    "RelationshipDirection",
+    "RelationshipProperty",
     "SessionTransaction",
     "TxState",
+    "WriteOnlyCollection",
+    "WriteOnlyMapped",
     "async_object_session",
     "async_scoped_session",
     "async_sessionmaker",
+    "attribute_keyed_dict",
+    "backref",
     "close_all_sessions",
     "column_property",
+    "configure_mappers",
     "declared_attr",
     "deferred",
     "get_history",
     "inspect",
+    "keyfunc_mapping",
     "make_transient",
     "make_transient_to_detached",
     "mapped_column",
     "object_session",
     "registry",
+    "relationship",
     "synonym",
 ]

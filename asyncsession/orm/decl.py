@@ -608,6 +608,9 @@ def _map_declarative(cls: type) -> None:
         except exc.ArgumentError as err:
             raise exc.ArgumentError(f"{where}: {err}") from None
     mapper_args = getattr(cls, "__mapper_args__", {}) or {}
+    for prop in props:
+        if isinstance(prop, RelationshipProperty):
+            prop.declared_columns = made  # remote_side=[id] names a mapped_column()
     mapper = Mapper(
         cls, table, props, registry=reg, **_mapper_kwargs(mapper_args, table, where, made)
     )

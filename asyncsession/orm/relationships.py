@@ -219,6 +219,8 @@ class RelationshipProperty(Generic[_T]):
         self.lazy: str = lazy
         self.cascade_argument = cascade
         self.parent: Mapper = None  # type: ignore[assignment]  # set by the mapper
+        # id(mapped_column()) -> Column, for column arguments naming class-body columns.
+        self.declared_columns: dict[int, Column] = {}
         self.configured = False
         # Filled in by configure():
         self.mapper: Mapper = None  # type: ignore[assignment]
@@ -315,7 +317,11 @@ class RelationshipProperty(Generic[_T]):
             if callable(order) and not isinstance(order, ColumnElement):
                 order = order()
             if isinstance(order, str):
-                order = getattr(self.entity, order)
+                order = (
+                    getattr(self.entity, order)
+                    if order.isidentifier()
+                    else _eval_string(self.parent, order, where)
+                )
             self.order_by = tuple(order) if isinstance(order, (list, tuple)) else (order,)
         if self.direction is MANYTOONE:
             pk = {id(c) for c in self.mapper.primary_key}
@@ -363,6 +369,8 @@ class RelationshipProperty(Generic[_T]):
                 if column is None:
                     raise exc.ArgumentError(f"{where}: {what} names unknown column {item!r}")
                 item = column
+            if id(item) in self.declared_columns:
+                item = self.declared_columns[id(item)]
             column = getattr(item, "column", item)
             if not isinstance(column, Column):
                 raise exc.ArgumentError(f"{where}: {what} must name columns, got {item!r:.60}")
@@ -393,10 +401,7 @@ class RelationshipProperty(Generic[_T]):
         if callable(value) and not isinstance(value, ColumnElement):
             value = value()
         if isinstance(value, str):
-            raise exc.ArgumentError(
-                f"{self.describe()}: give primaryjoin/secondaryjoin as an expression or a "
-                "lambda returning one, not a string"
-            )
+            value = _eval_string(self.parent, value, self.describe())
         return value
 
     def _setup_join(self, where: str) -> None:
@@ -576,6 +581,25 @@ class RelationshipProperty(Generic[_T]):
         else:
             criteria = [col(parent, ref) == col(target, fk) for ref, fk in self.pairs]
         return and_(*criteria, *self.extra_criteria)
+
+
+def _eval_string(parent: Mapper, source: str, where: str) -> Any:
+    """A string argument (``"Child.id"``, ``"and_(A.id == B.a_id, ...)"``) as an expression."""
+    from asyncsession.sql import elements
+
+    namespace: dict[str, Any] = {
+        name: getattr(elements, name) for name in ("and_", "or_", "not_", "asc", "desc")
+    }
+    namespace["foreign"] = namespace["remote"] = lambda column: column
+    reg = parent.registry
+    for mapper in list(getattr(reg, "mappers", ())) if reg is not None else []:
+        namespace[mapper.class_.__name__] = mapper.class_
+    for table in parent.local_table.metadata.tables.values():
+        namespace.setdefault(table.name, table)
+    try:
+        return eval(source, namespace)
+    except Exception as err:
+        raise exc.ArgumentError(f"{where}: can't evaluate {source!r}: {err}") from None
 
 
 def _lookup_class(parent: Mapper, name: str) -> Any:

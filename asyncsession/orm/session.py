@@ -48,6 +48,7 @@ from asyncsession.orm.relationships import (
     ensure_configured,
     members,
     relationship_history,
+    set_committed,
 )
 from asyncsession.orm.state import NO_VALUE, InstanceState, instance_state
 from asyncsession.orm.transaction import SessionTransaction, TxState
@@ -369,9 +370,10 @@ class AsyncSession:
                 self._begin("autobegin")  # as add(): a rollback() undoes the mark
             self._deleted[state] = obj
             if state.mapper.relationships:
-                await self._cascade_delete([state])
+                # Along loaded relationships now; the flush loads the rest, batched.
+                await self._cascade_delete([state], load=False)
 
-    async def _cascade_delete(self, states: list[InstanceState]) -> None:
+    async def _cascade_delete(self, states: list[InstanceState], load: bool = True) -> None:
         """Mark what ``states`` cascade their delete to, loading unloaded members first.
 
         One batched query per relationship and level: the members a delete
@@ -382,7 +384,7 @@ class AsyncSession:
         seen = {id(s) for s in states}
         while queue:
             to_load: dict[RelationshipProperty[Any], list[InstanceState]] = {}
-            for state in queue:
+            for state in queue if load else ():
                 ensure_configured(state.mapper)
                 d = state.dict
                 for prop in state.mapper.relationships.values():
@@ -502,8 +504,9 @@ class AsyncSession:
                 )
             state.expire(names)
         else:
+            related = self._related(obj, "refresh-expire") if state.mapper.relationships else ()
             state.expire()
-            for other in self._related(obj, "refresh-expire"):
+            for other in related:
                 if other.session is self and other.key is not None:
                     other.expire()
 
@@ -1368,6 +1371,8 @@ class AsyncSession:
         """Copy ``obj``'s state onto the persistent object with its key (loaded if needed).
 
         Returns the object in this session; ``obj`` itself is not attached.
+        Relationships with the ``merge`` cascade (the default) that are loaded
+        on ``obj`` are merged too, their members recursively.
         """
         with self._operation("merge"):
             state = instance_state(obj)
@@ -1379,41 +1384,99 @@ class AsyncSession:
             if load and self.autoflush and not self._no_autoflush:
                 # As SQLAlchemy: flush first whenever merge may load (even from the map).
                 await self._flush_inner(self._current("execute"))
-            mapper = state.mapper
-            d = obj.__dict__
-            pk = tuple(d.get(k) for k in mapper.pk_keys)
-            target: Any = None
-            if all(v is not None for v in pk):
-                key = mapper.identity_key_from_primary_key(pk)
-                target = self.identity_map.get(key)
-                if target is None and load:
-                    txn = self._current("execute")
-                    plan, names = _get_plan(mapper, None)
-                    with _io(txn):
-                        conn = await self._connection_for(txn, self.get_bind(mapper=mapper))
-                        raw = await conn.execute(plan.statement, dict(zip(names, pk, strict=True)))
-                    found = loading.instances(plan, raw.all(), self, self.identity_map)
-                    target = found[0][0] if found else None
-                elif target is None and not load:
-                    if state.modified and state.key is not None:
-                        raise exc.InvalidRequestError(
-                            "merge(load=False) needs an unmodified object; this one has changes"
-                        )
-                    target = mapper.class_.__new__(mapper.class_)
-                    tstate = instance_state(target)
-                    target.__dict__.update({k: v for k, v in d.items() if k in mapper.attrs})
-                    tstate.key = key
-                    self._attach(tstate, target)
-                    return target  # type: ignore[no-any-return]
-            if target is None:
+            merged: _T = await self._merge(obj, load, {})
+            return merged
+
+    async def _merge(self, obj: Any, load: bool, memo: dict[int, Any]) -> Any:
+        found = memo.get(id(obj))
+        if found is not None:
+            return found
+        state = instance_state(obj)
+        if state.session is self:
+            memo[id(obj)] = obj  # already here: nothing to copy
+            return obj
+        if not load and state.key is None:
+            raise exc.InvalidRequestError(
+                f"merge(load=False) met the transient {_describe(state)}; flush it first"
+            )
+        mapper = state.mapper
+        d = obj.__dict__
+        pk = tuple(d.get(k) for k in mapper.pk_keys)
+        target: Any = None
+        if all(v is not None for v in pk):
+            key = mapper.identity_key_from_primary_key(pk)
+            target = self.identity_map.get(key)
+            if target is None and load:
+                txn = self._current("execute")
+                plan, names = _get_plan(mapper, None)
+                with _io(txn):
+                    conn = await self._connection_for(txn, self.get_bind(mapper=mapper))
+                    raw = await conn.execute(plan.statement, dict(zip(names, pk, strict=True)))
+                rows = loading.instances(plan, raw.all(), self, self.identity_map)
+                target = rows[0][0] if rows else None
+            elif target is None and not load:
+                if state.modified and state.key is not None:
+                    raise exc.InvalidRequestError(
+                        "merge(load=False) needs an unmodified object; this one has changes"
+                    )
                 target = mapper.class_.__new__(mapper.class_)
-                self._attach(instance_state(target), target)
-            for key_name in mapper.column_attrs:
-                if key_name in d:
-                    value = d[key_name]
-                    if target.__dict__.get(key_name, NO_VALUE) is not value:
-                        setattr(target, key_name, value)
-            return target  # type: ignore[no-any-return]
+                tstate = instance_state(target)
+                target.__dict__.update(
+                    {
+                        k: v
+                        for k, v in d.items()
+                        if k in mapper.attrs and k not in mapper.relationships
+                    }
+                )
+                tstate.key = key
+                self._attach(tstate, target)
+                memo[id(obj)] = target
+                await self._merge_relationships(obj, target, load, memo, committed=True)
+                return target
+        if target is None:
+            target = mapper.class_.__new__(mapper.class_)
+            self._attach(instance_state(target), target)
+        memo[id(obj)] = target
+        for key_name in mapper.column_attrs:
+            if key_name in d:
+                value = d[key_name]
+                if target.__dict__.get(key_name, NO_VALUE) is not value:
+                    setattr(target, key_name, value)
+        await self._merge_relationships(obj, target, load, memo, committed=False)
+        return target
+
+    async def _merge_relationships(
+        self, obj: Any, target: Any, load: bool, memo: dict[int, Any], committed: bool
+    ) -> None:
+        """merge cascade: the loaded relationships of ``obj``, merged onto ``target``."""
+        mapper = instance_state(obj).mapper
+        if not mapper.relationships:
+            return
+        ensure_configured(mapper)
+        d = obj.__dict__
+        tstate = instance_state(target)
+        for prop in mapper.relationships.values():
+            if "merge" not in prop.cascade or prop.key not in d or prop.is_write_only:
+                continue
+            value = d[prop.key]
+            items = [await self._merge(item, load, memo) for item in members(value)]
+            if committed:  # merge(load=False): the copy is as loaded, without history
+                set_committed(
+                    tstate, prop, items if prop.uselist else (items[0] if items else None)
+                )
+                continue
+            if prop.uselist:
+                if prop.key not in target.__dict__ and tstate.key is not None:
+                    await self._load_relationship(prop, [tstate])
+                current = list(members(target.__dict__.get(prop.key, NO_VALUE)))
+                if len(current) != len(items) or any(
+                    a is not b for a, b in zip(current, items, strict=True)
+                ):
+                    setattr(target, prop.key, items)
+            else:
+                new = items[0] if items else None
+                if target.__dict__.get(prop.key, NO_VALUE) is not new:
+                    setattr(target, prop.key, new)
 
     # -- misc -------------------------------------------------------------------------
     @property

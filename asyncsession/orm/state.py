@@ -250,6 +250,8 @@ class InstanceState:
         for key, original in committed.items():
             current = d.get(key, NO_VALUE)
             if current is NO_VALUE:
+                if key in self.mapper.relationship_keys:
+                    out.append(key)  # a write-only collection's queued changes
                 continue
             if original is NO_VALUE or values_differ(current, original):
                 out.append(key)

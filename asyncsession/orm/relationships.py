@@ -1262,7 +1262,7 @@ class RelationshipAttribute(Generic[_T]):
             return coll
         if prop.is_write_only:
             return _write_only_view(state, prop)
-        if prop.direction is MANYTOONE and not prop.uselist:
+        if prop.direction is MANYTOONE and not prop.uselist and prop.lazy != "raise":
             found = resolve_many_to_one(state, prop)
             if found is not NO_VALUE:
                 d[self.key] = found

@@ -436,6 +436,7 @@ class AsyncSession:
                         removed[id(istate)] = (istate, prop)
                 for item in members(state.dict.get(prop.key, NO_VALUE)):
                     kept.add((id(item), prop))
+        self._check_pending_orphans(kept)
         out = []
         for istate, prop in removed.values():
             obj = istate.obj_ref()
@@ -448,6 +449,29 @@ class AsyncSession:
                     continue  # moved to another parent
             out.append(istate)
         return out
+
+    def _check_pending_orphans(self, kept: set[tuple[int, RelationshipProperty[Any]]]) -> None:
+        """A new object that a delete-orphan relationship owns must have a parent.
+
+        As SQLAlchemy: inserting it without one would create an orphan at once.
+        Checked where the owning relationship has a many-to-one back reference.
+        """
+        owners: dict[Any, list[RelationshipProperty[Any]]] = {}
+        for state, obj in self._new.items():
+            found = owners.get(state.mapper)
+            if found is None:
+                found = owners[state.mapper] = _orphan_owners(state.mapper)
+            for prop in found:
+                back = prop.back
+                assert back is not None
+                parent = obj.__dict__.get(back.key, NO_VALUE)
+                if (parent is NO_VALUE or parent is None) and (id(obj), prop) not in kept:
+                    raise exc.InvalidRequestError(
+                        f"Can't flush the pending {_describe(state)}: it is an orphan, not "
+                        f"attached to any {prop.parent.class_.__name__} through "
+                        f"{prop.describe()} (cascade delete-orphan). Attach it to a parent, "
+                        "or expunge it."
+                    )
 
     async def _prepare_flush(self) -> None:
         """Cascades a flush needs: save-update sweep, orphans, delete (with their loads)."""
@@ -1682,6 +1706,23 @@ async def _rollback_savepoint(session: AsyncSession, txn: SessionTransaction) ->
             if session._dispatch.has("after_soft_rollback"):
                 await session._dispatch.fire("after_soft_rollback", session, txn)
             await session._end(txn)
+
+
+def _orphan_owners(mapper: Any) -> list[RelationshipProperty[Any]]:
+    """delete-orphan relationships onto ``mapper`` that have a many-to-one back reference."""
+    registry = mapper.registry
+    out = []
+    for other in list(getattr(registry, "mappers", ())) if registry is not None else []:
+        for prop in other.relationships.values():
+            if (
+                prop.configured
+                and prop.mapper is mapper
+                and "delete-orphan" in prop.cascade
+                and prop.back is not None
+                and not prop.back.uselist
+            ):
+                out.append(prop)
+    return out
 
 
 def _describe(state: InstanceState) -> str:

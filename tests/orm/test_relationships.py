@@ -646,3 +646,37 @@ async def test_expunge_and_expire_cascade(engine: AsyncEngine) -> None:
         await s.refresh(p, ["children"])
         s.expunge(p)
         assert inspect(child).detached
+
+
+@pytest.mark.anyio
+async def test_pending_orphan_is_refused_before_any_sql(
+    engine: AsyncEngine, statements: list[str]
+) -> None:
+    async with AsyncSession(engine) as s:
+        s.add(Child(name="alone"))
+        with pytest.raises(
+            exc.InvalidRequestError, match=r"Child.* is an orphan.*Parent\.children"
+        ):
+            await s.flush()
+        assert "INSERT" not in statements
+
+
+def test_lazy_raise_refuses_even_identity_map_hits() -> None:
+    B = _fresh_base()
+
+    class P(B):
+        __tablename__ = "p"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    class C(B):
+        __tablename__ = "c"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        p_id: Mapped[int | None] = mapped_column(ForeignKey("p.id"))
+        p: Mapped[P | None] = relationship(lazy="raise")
+
+    from asyncsession.orm.state import instance_state
+
+    c = C(id=1, p_id=5)
+    instance_state(c).key = (C, (1,), None)  # as if loaded
+    with pytest.raises(UnloadedAttributeError, match=r"C\.p is not loaded \(it is lazy='raise'\)"):
+        c.p  # noqa: B018

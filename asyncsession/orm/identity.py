@@ -71,10 +71,9 @@ class IdentityMap:
 
         The loading hot path: the caller has checked that ``key`` is free.
         """
-        state = InstanceState(obj, mapper, weakref.KeyedRef(obj, self._callback, key))
-        state.key = key
-        state.session = session
-        state.identity_map = self
+        state = InstanceState(
+            obj, mapper, weakref.KeyedRef(obj, self._callback, key), key, session, self
+        )
         self._dict[key] = state
         return state
 

@@ -17,6 +17,7 @@ How this works:
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -137,6 +138,29 @@ def instances(
     return row_loader(plan, session, identity_map, populate_existing)(rows)
 
 
+# Building many objects allocates several tracked containers per row (object,
+# __dict__, state), and the cyclic collector would run dozens of times during one
+# large load while finding nothing to free (everything just built is alive). So a
+# load of this many rows or more runs with the collector paused; it runs again
+# right after, and nothing in a load awaits or calls user code.
+GC_PAUSE_ROWS = 256
+
+
+def _paused_gc(
+    load: Callable[[Sequence[Sequence[Any]]], list[tuple[Any, ...]]],
+) -> Callable[[Sequence[Sequence[Any]]], list[tuple[Any, ...]]]:
+    def run(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        if len(rows) < GC_PAUSE_ROWS or not gc.isenabled():
+            return load(rows)
+        gc.disable()
+        try:
+            return load(rows)
+        finally:
+            gc.enable()
+
+    return run
+
+
 def row_loader(
     plan: ORMPlan,
     session: Any,
@@ -161,7 +185,7 @@ def row_loader(
         def load_single(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
             return [(load(row),) for row in rows]
 
-        return load_single
+        return _paused_gc(load_single)
 
     def load_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         return [
@@ -169,7 +193,7 @@ def row_loader(
             for row in rows
         ]
 
-    return load_rows
+    return _paused_gc(load_rows)
 
 
 def _entity_loader(

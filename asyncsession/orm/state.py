@@ -112,12 +112,20 @@ class InstanceState:
         "session",
     )
 
-    def __init__(self, obj: Any, mapper: Mapper, obj_ref: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self,
+        obj: Any,
+        mapper: Mapper,
+        obj_ref: Callable[[], Any] | None = None,
+        key: tuple[Any, ...] | None = None,
+        session: Any = None,
+        identity_map: IdentityMap | None = None,
+    ) -> None:
         self.mapper = mapper
         self.obj_ref: Callable[[], Any] = weakref.ref(obj) if obj_ref is None else obj_ref
-        self.key: tuple[Any, ...] | None = None
-        self.session: Any = None
-        self.identity_map: IdentityMap | None = None
+        self.key: tuple[Any, ...] | None = key
+        self.session: Any = session
+        self.identity_map: IdentityMap | None = identity_map
         self.committed_state: dict[str, Any] | None = None
         self.expired_attributes: set[str] | None = None
         self.modified = False

@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, Self, TypeVar, overload
 
 import anyio
+import anyio.lowlevel
 
 from asyncsession import exc
 from asyncsession.engine.base import AsyncConnection, AsyncEngine
@@ -41,7 +42,13 @@ from asyncsession.orm import loading
 from asyncsession.orm.identity import IdentityMap
 from asyncsession.orm.mapper import mapper_for_table
 from asyncsession.orm.state import NO_VALUE, InstanceState, instance_state
-from asyncsession.orm.transaction import SessionTransaction, TxState
+from asyncsession.orm.transaction import (
+    JOIN_TRANSACTION_MODES,
+    JoinedTransaction,
+    SessionTransaction,
+    TxState,
+    join_mode,
+)
 from asyncsession.orm.unitofwork import execute_flush, plan_flush
 from asyncsession.sql.dml import Delete, Update
 from asyncsession.sql.elements import ClauseElement, bindparam
@@ -119,8 +126,9 @@ class AsyncSession:
     Options as SQLAlchemy's: ``autoflush`` (flush before queries),
     ``autobegin`` (begin on first use), ``expire_on_commit`` (default False,
     the recommended setting for async code), ``binds`` (per class/table
-    engines), ``info``, and ``join_transaction_mode`` for a session bound to a
-    connection that is already in a transaction.
+    engines), ``info``, and ``join_transaction_mode`` for a session bound to
+    a connection that is already in a transaction (``conditional_savepoint``,
+    ``create_savepoint``, ``rollback_only``, ``control_fully``).
     """
 
     _dispatcher_for = _Dispatch()
@@ -135,18 +143,13 @@ class AsyncSession:
         autobegin: bool = True,
         expire_on_commit: bool = False,
         info: dict[Any, Any] | None = None,
-        join_transaction_mode: str = "conservative_savepoint",
+        join_transaction_mode: str = "conditional_savepoint",
         _parent_dispatch: Dispatcher | None = None,
     ) -> None:
-        if join_transaction_mode not in (
-            "conservative_savepoint",
-            "create_savepoint",
-            "rollback_only",
-            "control_fully",
-        ):
+        if join_transaction_mode not in JOIN_TRANSACTION_MODES:
             raise exc.ArgumentError(
-                f"join_transaction_mode must be one of conservative_savepoint, "
-                f"create_savepoint, rollback_only, control_fully; got {join_transaction_mode!r}"
+                f"join_transaction_mode must be one of {', '.join(sorted(JOIN_TRANSACTION_MODES))}"
+                f"; got {join_transaction_mode!r}"
             )
         self.bind = bind
         self._binds: dict[Any, Any] = dict(binds or {})
@@ -393,11 +396,7 @@ class AsyncSession:
             if isinstance(bind, AsyncConnection):
                 conn = bind
                 if conn.in_transaction():
-                    mode = self.join_transaction_mode
-                    if mode in ("conservative_savepoint", "create_savepoint"):
-                        ctx = await conn.begin_nested()
-                    else:
-                        ctx = None
+                    ctx = await _join_transaction(self, conn)
                 else:
                     ctx = await conn.begin()
                 root.connections[bind] = (conn, ctx, False)
@@ -515,6 +514,8 @@ class AsyncSession:
                 await self._do_flush(txn, objects)
             except BaseException as err:
                 txn.fail(err)
+                if not txn.nested and isinstance(err, Exception):
+                    await _rollback_joined(txn)
                 raise
             finally:
                 self._flushing = False
@@ -672,12 +673,13 @@ class AsyncSession:
                 await self._dispatch.fire("after_rollback", self)
             await self._end(root)
 
-    async def _rollback_connections(self, root: SessionTransaction) -> None:
+    async def _rollback_connections(self, root: SessionTransaction, closing: bool = False) -> None:
         for conn, ctx, owned in list(root.connections.values()):
             with anyio.move_on_after(_CLEANUP_TIMEOUT):
                 try:
                     if ctx is not None and ctx.is_active:
-                        await ctx.rollback()
+                        # close() differs from rollback() for a joined "rollback_only" transaction.
+                        await (ctx.close() if closing else ctx.rollback())
                 except exc.DBAPIError:
                     pass  # the engine has invalidated the connection; it is released below
             if owned:
@@ -785,7 +787,7 @@ class AsyncSession:
             txn = self._transaction
             if txn is not None:
                 self._transaction = None
-                await self._rollback_connections(txn.root)
+                await self._rollback_connections(txn.root, closing=True)
                 await self._end(txn.root)
             self.expunge_all()
 
@@ -1355,6 +1357,27 @@ async def _rollback_savepoint(session: AsyncSession, txn: SessionTransaction) ->
             if session._dispatch.has("after_soft_rollback"):
                 await session._dispatch.fire("after_soft_rollback", session, txn)
             await session._end(txn)
+
+
+async def _join_transaction(session: AsyncSession, conn: AsyncConnection) -> Any:
+    """The session's hold on a bound connection's transaction in progress (see orm.transaction)."""
+    mode = join_mode(session.join_transaction_mode, conn.in_nested_transaction())
+    if mode == "create_savepoint":
+        return await conn.begin_nested()
+    await anyio.lowlevel.checkpoint_if_cancelled()
+    joined = conn.get_nested_transaction() or conn.get_transaction()
+    return JoinedTransaction(joined, commits=mode == "control_fully")
+
+
+async def _rollback_joined(root: SessionTransaction) -> None:
+    """After a failed flush, roll back at once the joined transactions the session took
+    over (rollback_only, control_fully), as SQLAlchemy does: their owner then sees the
+    same outcome on every backend (PostgreSQL has aborted them anyway)."""
+    with anyio.CancelScope(shield=True):
+        for _conn, ctx, _owned in root.connections.values():
+            if isinstance(ctx, JoinedTransaction) and ctx.is_active:
+                with anyio.move_on_after(_CLEANUP_TIMEOUT), contextlib.suppress(exc.DBAPIError):
+                    await ctx.rollback()
 
 
 def _describe(state: InstanceState) -> str:

@@ -88,7 +88,7 @@ class Session:
         autobegin: bool = True,
         expire_on_commit: bool = True,
         info: dict[Any, Any] | None = None,
-        join_transaction_mode: str = "conservative_savepoint",
+        join_transaction_mode: str = "conditional_savepoint",
         _parent_dispatch: Dispatcher | None = None,
     ) -> None:
         async_session = AsyncSession(

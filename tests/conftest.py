@@ -121,7 +121,7 @@ PREPARED_TRANSACTIONS_QUERY = (
 
 
 @pytest.fixture
-async def pg_twophase(pg_dsn: str, pg_schema: str) -> AsyncIterator[str]:
+async def pg_twophase(pg_dsn: str, pg_schema: str, anyio_backend: str) -> AsyncIterator[str]:
     connection = await asyncpg.connect(pg_dsn)
     try:
         setting = int(await connection.fetchval("SHOW max_prepared_transactions"))

@@ -1239,12 +1239,17 @@ class AsyncConnection:
         try:
             await self._second_phase(sql)
             outcome = _TRANSITIONS["commit" if commit else "rollback"][1]
-        except exc.DBAPIError as error:
-            error.add_note(
+        except BaseException as error:
+            left = (
                 f"Transaction {transaction.xid!r} may still be prepared on the server, and it "
                 "is no longer this connection's: resolve it with commit_prepared() or "
                 "rollback_prepared() (recover_twophase() lists the prepared ones)."
             )
+            if isinstance(error, exc.DBAPIError):
+                error.add_note(left)
+            else:
+                # A native Task.cancel() pierces the shield; there is no error to note it on.
+                ENGINE_LOGGER.warning("%s was interrupted. %s", sql, left)
             raise
         finally:
             self._end_all(outcome, None)

@@ -8,6 +8,7 @@ must refuse every two-phase operation before anything changes.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -26,6 +27,7 @@ from asyncsession.engine import (
 pytestmark = pytest.mark.anyio
 
 MakeEngine = Callable[..., AsyncEngine]
+CancelAt = Callable[[str, str, Callable[[], object]], None]
 
 
 @pytest.fixture
@@ -305,9 +307,10 @@ async def test_sqlite_refuses_two_phase_commit(sqlite_url: str, engine_factory: 
 
 
 @pytest.fixture
-def cancel_at(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str, anyio.CancelScope], None]:
-    """``cancel_at(prefix, mode, scope)``: cancel ``scope`` at the first driver call whose
-    SQL starts with ``prefix``, before it is sent or after the server ran it."""
+def cancel_at(monkeypatch: pytest.MonkeyPatch) -> CancelAt:
+    """``cancel_at(prefix, mode, cancel)``: call ``cancel`` (a scope's, or a task's for a
+    native cancellation) at the first driver call whose SQL starts with ``prefix``,
+    before it is sent or after the server ran it."""
     original = AsyncConnection._call
     armed: dict[str, Any] = {}
 
@@ -320,23 +323,23 @@ def cancel_at(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str, anyio.Canc
     ) -> Any:
         if not armed or not sql.startswith(armed["prefix"]):
             return await original(self, entry, operation, sql, params)
-        mode, scope = armed.pop("mode"), armed.pop("scope")
+        mode, cancel = armed.pop("mode"), armed.pop("cancel")
         armed.clear()
 
         async def interrupted(driver_connection: Any) -> Any:
             if mode == "before":
-                scope.cancel()
+                cancel()
                 await anyio.lowlevel.checkpoint()
             result = await operation(driver_connection)
             if mode == "after":
-                scope.cancel()
+                cancel()
                 await anyio.lowlevel.checkpoint()
             return result
 
         return await original(self, entry, interrupted, sql, params)
 
-    def arm(prefix: str, mode: str, scope: anyio.CancelScope) -> None:
-        armed.update(prefix=prefix, mode=mode, scope=scope)
+    def arm(prefix: str, mode: str, cancel: Callable[[], object]) -> None:
+        armed.update(prefix=prefix, mode=mode, cancel=cancel)
 
     monkeypatch.setattr(AsyncConnection, "_call", _call)
     return arm
@@ -344,13 +347,13 @@ def cancel_at(monkeypatch: pytest.MonkeyPatch) -> Callable[[str, str, anyio.Canc
 
 @pytest.mark.parametrize("mode", ["before", "after"])
 async def test_cancelled_prepare_leaves_nothing_prepared(
-    engine: AsyncEngine, cancel_at: Callable[[str, str, anyio.CancelScope], None], mode: str
+    engine: AsyncEngine, cancel_at: CancelAt, mode: str
 ) -> None:
     async with engine.connect() as conn:
         transaction = await conn.begin_twophase("cancelled")
         await conn.exec_driver_sql("INSERT INTO items VALUES (1)")
         with anyio.CancelScope() as scope:
-            cancel_at("PREPARE", mode, scope)
+            cancel_at("PREPARE", mode, scope.cancel)
             await transaction.prepare()
         assert scope.cancelled_caught  # the cancellation propagated
         # "after": the server had prepared it; the shielded cleanup rolled it back.
@@ -366,10 +369,29 @@ async def test_cancelled_prepare_leaves_nothing_prepared(
 
 
 @pytest.mark.parametrize("mode", ["before", "after"])
+async def test_natively_cancelled_prepare_leaves_nothing_prepared(
+    engine: AsyncEngine, cancel_at: CancelAt, mode: str
+) -> None:
+    """A native Task.cancel() (it pierces anyio's shields): the cleanup still finishes."""
+    async with engine.connect() as conn:
+        transaction = await conn.begin_twophase("native")
+        await conn.exec_driver_sql("INSERT INTO items VALUES (1)")
+        task = asyncio.ensure_future(transaction.prepare())
+        cancel_at("PREPARE", mode, task.cancel)
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert await prepared(engine) == []
+        assert transaction.state is TransactionState.DEACTIVE
+        await transaction.rollback()
+    assert await item_ids(engine) == []
+    assert engine.pool.checkedout() == 0
+
+
+@pytest.mark.parametrize("mode", ["before", "after"])
 @pytest.mark.parametrize("outcome", ["commit", "rollback"])
 async def test_second_phase_finishes_despite_a_cancellation(
     engine: AsyncEngine,
-    cancel_at: Callable[[str, str, anyio.CancelScope], None],
+    cancel_at: CancelAt,
     mode: str,
     outcome: str,
 ) -> None:
@@ -378,7 +400,7 @@ async def test_second_phase_finishes_despite_a_cancellation(
         await conn.exec_driver_sql("INSERT INTO items VALUES (1)")
         await transaction.prepare()
         with anyio.CancelScope() as scope:
-            cancel_at(f"{outcome.upper()} PREPARED", mode, scope)
+            cancel_at(f"{outcome.upper()} PREPARED", mode, scope.cancel)
             await (transaction.commit() if outcome == "commit" else transaction.rollback())
         assert scope.cancelled_caught  # raised once the second phase was done
         expected = (

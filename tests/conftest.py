@@ -19,6 +19,12 @@ Databases:
   ``SET search_path TO <schema>`` on their connection; the URL cannot carry a
   search_path. Nothing a test creates there outlives it.
 - ``db_url``: runs the test once per backend (ids ``sqlite``, ``postgresql``).
+- ``pg_twophase``: ``pg_schema`` on a server with prepared transactions enabled
+  (two-phase commit). A server with ``max_prepared_transactions = 0`` (the
+  PostgreSQL default) fails the test, saying how to enable them: CI's
+  ``.ci/run`` does. At teardown, prepared transactions the test left behind are
+  rolled back (they hold locks that would block dropping the schema) and the
+  test errors, naming them: leaving one is a bug.
 """
 
 from __future__ import annotations
@@ -105,6 +111,38 @@ async def pg_schema(pg_dsn: str, anyio_backend: str) -> AsyncIterator[str]:
             yield name
         finally:
             await connection.execute(f"DROP SCHEMA {name} CASCADE")
+    finally:
+        await connection.close()
+
+
+PREPARED_TRANSACTIONS_QUERY = (
+    "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()"
+)
+
+
+@pytest.fixture
+async def pg_twophase(pg_dsn: str, pg_schema: str, anyio_backend: str) -> AsyncIterator[str]:
+    connection = await asyncpg.connect(pg_dsn)
+    try:
+        setting = int(await connection.fetchval("SHOW max_prepared_transactions"))
+        if setting == 0:
+            pytest.fail(
+                "This PostgreSQL server has max_prepared_transactions = 0, so two-phase "
+                "commit (PREPARE TRANSACTION) can't be tested. Run .ci/run, which enables it, "
+                "or run `ALTER SYSTEM SET max_prepared_transactions = 10` as a superuser and "
+                "restart the server.",
+                pytrace=False,
+            )
+        before = {row[0] for row in await connection.fetch(PREPARED_TRANSACTIONS_QUERY)}
+        yield pg_schema
+        left = [
+            row[0]
+            for row in await connection.fetch(PREPARED_TRANSACTIONS_QUERY)
+            if row[0] not in before
+        ]
+        for gid in left:
+            await connection.execute("ROLLBACK PREPARED '" + gid.replace("'", "''") + "'")
+        assert not left, f"the test left prepared transactions behind: {left}"
     finally:
         await connection.close()
 

@@ -11,6 +11,7 @@ from asyncsession.engine.base import (
     AsyncConnection,
     AsyncEngine,
     AsyncTransaction,
+    AsyncTwoPhaseTransaction,
     TransactionState,
 )
 from asyncsession.engine.create import create_async_engine
@@ -32,6 +33,7 @@ __all__ = [
     "AsyncConnection",
     "AsyncEngine",
     "AsyncTransaction",
+    "AsyncTwoPhaseTransaction",
     "ExceptionContext",
     "NullPool",
     "Pool",

@@ -12,20 +12,22 @@ How it works:
   is unharmed. A connection also refuses to be used from an event loop other
   than the one that started it (:class:`~asyncsession.exc.WrongEventLoopError`).
 - Transactions are plain SQL sent through the driver, one implementation for
-  every backend. As in SQLAlchemy 2.x, the first statement *autobegins* a
-  logical transaction; ``BEGIN`` itself is sent lazily, just before the first
-  statement of each transaction (``begin()`` sends nothing), and never in
-  ``AUTOCOMMIT`` mode. Savepoints (``begin_nested()``) are ``SAVEPOINT sp_<n>``
-  / ``RELEASE SAVEPOINT`` / ``ROLLBACK TO SAVEPOINT``, strictly innermost first.
+  every backend (the dialect writes the two-phase commit statements). As in
+  SQLAlchemy 2.x, the first statement *autobegins* a logical transaction;
+  ``BEGIN`` itself is sent lazily, just before the first statement of each
+  transaction (``begin()`` sends nothing), and never in ``AUTOCOMMIT`` mode.
+  Savepoints (``begin_nested()``) are ``SAVEPOINT sp_<n>`` / ``RELEASE
+  SAVEPOINT`` / ``ROLLBACK TO SAVEPOINT``, strictly innermost first.
 
 Transaction states (:class:`TransactionState`) and what may start from them:
 
-==============  =====================  =================
-method          valid from             moves to
-==============  =====================  =================
-commit()        ACTIVE                 COMMITTED
-rollback()      ACTIVE, DEACTIVE       ROLLED_BACK
-==============  =====================  =================
+==============  ===========================  =================
+method          valid from                   moves to
+==============  ===========================  =================
+prepare()       ACTIVE                       PREPARED
+commit()        ACTIVE, PREPARED             COMMITTED
+rollback()      ACTIVE, DEACTIVE, PREPARED   ROLLED_BACK
+==============  ===========================  =================
 
 ``rollback()`` of an ended transaction does nothing; ``commit()`` of one raises.
 DEACTIVE means the server already rolled the transaction back (an operation
@@ -33,6 +35,20 @@ was cancelled mid-flight, or the connection was invalidated): every statement
 raises :class:`~asyncsession.exc.PendingRollbackError` until ``rollback()``,
 which sends nothing, and after which the connection works again (with a fresh
 pooled connection if the old one was invalidated).
+
+Two-phase commit (``begin_twophase()``, PostgreSQL only; other databases raise
+:class:`~asyncsession.exc.NotSupportedError` before anything is sent):
+``prepare()`` sends ``BEGIN`` if nothing was sent yet, then ``PREPARE
+TRANSACTION``. The server then holds the work under the transaction's ``xid``,
+apart from the connection, which runs no statements until ``commit()``
+(``COMMIT PREPARED``) or ``rollback()`` (``ROLLBACK PREPARED``); without
+``prepare()`` they are a plain ``COMMIT``/``ROLLBACK``. ``close()`` rolls a
+prepared transaction back. The second phase runs shielded from cancellation
+(bounded by ``CLEANUP_TIMEOUT``): once every participant is prepared, the
+outcome is decided and must not be left half done. A cancelled or failed
+``PREPARE`` means "not prepared": the transaction is DEACTIVE, and if the
+server did prepare it before the cancellation struck, a shielded cleanup rolls
+it back, so no prepared transaction outlives a prepare that did not return.
 
 Faults and cancellation:
 
@@ -57,6 +73,7 @@ import contextlib
 import enum
 import functools
 import logging
+import secrets
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
@@ -84,6 +101,7 @@ __all__ = [
     "AsyncConnection",
     "AsyncEngine",
     "AsyncTransaction",
+    "AsyncTwoPhaseTransaction",
     "TransactionState",
 ]
 
@@ -100,6 +118,7 @@ class TransactionState(enum.Enum):
 
     INACTIVE = "not begun"
     ACTIVE = "active"
+    PREPARED = "prepared"
     DEACTIVE = "deactive"
     COMMITTED = "committed"
     ROLLED_BACK = "rolled back"
@@ -112,9 +131,13 @@ _ENDED = frozenset(
 
 # method -> (states it may start from, state it moves to); see the module docstring.
 _TRANSITIONS: dict[str, tuple[frozenset[TransactionState], TransactionState]] = {
-    "commit": (frozenset({TransactionState.ACTIVE}), TransactionState.COMMITTED),
+    "prepare": (frozenset({TransactionState.ACTIVE}), TransactionState.PREPARED),
+    "commit": (
+        frozenset({TransactionState.ACTIVE, TransactionState.PREPARED}),
+        TransactionState.COMMITTED,
+    ),
     "rollback": (
-        frozenset({TransactionState.ACTIVE, TransactionState.DEACTIVE}),
+        frozenset({TransactionState.ACTIVE, TransactionState.DEACTIVE, TransactionState.PREPARED}),
         TransactionState.ROLLED_BACK,
     ),
 }
@@ -236,8 +259,8 @@ class AsyncTransaction:
 
     @property
     def is_active(self) -> bool:
-        """True while the transaction may run statements and be committed."""
-        return self.state is TransactionState.ACTIVE
+        """True while the transaction may be committed: ACTIVE, or PREPARED (two-phase)."""
+        return self.state is TransactionState.ACTIVE or self.state is TransactionState.PREPARED
 
     async def start(self) -> AsyncTransaction:
         """Begin: registers the transaction (root) or sends ``SAVEPOINT`` (nested)."""
@@ -318,6 +341,38 @@ class AsyncTransaction:
     def __repr__(self) -> str:
         kind = f"savepoint {self.savepoint}" if self.nested else "transaction"
         return f"<AsyncTransaction {kind} {self.state.value}>"
+
+
+@attrs.define(eq=False, slots=True)
+class AsyncTwoPhaseTransaction(AsyncTransaction):
+    """A two-phase transaction, from :meth:`AsyncConnection.begin_twophase` (PostgreSQL).
+
+    An :class:`AsyncTransaction` with an ``xid`` and ``prepare()``. After
+    ``prepare()`` the server keeps the work under ``xid`` whatever happens to
+    the connection; ``commit()`` then sends ``COMMIT PREPARED`` and
+    ``rollback()`` ``ROLLBACK PREPARED``. Without ``prepare()``, ``commit()``
+    commits in one phase.
+    """
+
+    xid: str = attrs.field(kw_only=True)
+
+    @property
+    def is_prepared(self) -> bool:
+        """True between a successful ``prepare()`` and the end of the transaction."""
+        return self.state is TransactionState.PREPARED
+
+    async def prepare(self) -> None:
+        """``PREPARE TRANSACTION`` (after ``BEGIN`` if no statement ran yet).
+
+        Valid when ACTIVE. Savepoints still open become part of the prepared
+        transaction. When it fails (a driver error, or a cancellation) the
+        transaction is DEACTIVE and nothing stays prepared: call rollback().
+        """
+        self._check_can("prepare")
+        await self.connection._prepare_twophase(self)
+
+    def __repr__(self) -> str:
+        return f"<AsyncTwoPhaseTransaction {self.xid!r} {self.state.value}>"
 
 
 @attrs.define(eq=False, slots=True)
@@ -480,7 +535,14 @@ class AsyncConnection:
         self._enter("close")
         self._closed = True
         entry, self._entry = self._entry, None
+        pierced: BaseException | None = None
         try:
+            transaction = self._transaction
+            if isinstance(transaction, AsyncTwoPhaseTransaction) and transaction.is_prepared:
+                # The server would keep it (and its locks) after the connection is gone.
+                done, pierced = await self._discard_prepared(transaction.xid, entry)
+                if not done and entry is not None:
+                    entry.uncertain = True
             if self._streams:
                 for stream in list(self._streams):
                     stream._kill("its connection was closed")
@@ -493,6 +555,8 @@ class AsyncConnection:
                 await self.engine.pool.release(entry)
         finally:
             self._busy = None
+        if pierced is not None:
+            raise pierced
         await anyio.lowlevel.checkpoint_if_cancelled()
 
     async def invalidate(self) -> None:
@@ -871,6 +935,47 @@ class AsyncConnection:
         """
         return AsyncTransaction(self, nested=True)
 
+    def begin_twophase(self, xid: str | None = None) -> AsyncTwoPhaseTransaction:
+        """A two-phase transaction to start with ``async with`` or ``await`` (nothing is sent yet).
+
+        ``xid`` identifies it on the server once prepared (default: a random
+        id). Raises NotSupportedError at once when the database has no
+        two-phase commit (SQLite), ArgumentError for an ``xid`` it can't take.
+        """
+        if xid is None:
+            xid = f"_asyncsession_{secrets.token_hex(16)}"
+        self.dialect.two_phase_sql("PREPARE", xid)  # raises before anything changes
+        return AsyncTwoPhaseTransaction(self, nested=False, xid=xid)
+
+    async def recover_twophase(self) -> list[str]:
+        """The ids of the transactions prepared in this database and not yet resolved.
+
+        Resolve each with :meth:`commit_prepared` or :meth:`rollback_prepared`,
+        from any connection. Begins no transaction.
+        """
+        sql = self.dialect.recover_two_phase_sql()
+        self._enter("recover_twophase")
+        try:
+            entry = await self._checked_out()
+            self._log(sql)
+            result = await self._call(entry, lambda conn: conn.execute(sql, (), True), sql, None)
+            return [row[0] for row in result.rows]
+        finally:
+            self._busy = None
+
+    async def commit_prepared(self, xid: str, recover: bool = False) -> None:
+        """``COMMIT PREPARED`` a transaction prepared by any connection (see recover_twophase()).
+
+        The statement can't run inside a transaction: with one in progress,
+        ``recover=True`` rolls it back first, else InvalidRequestError is
+        raised. Runs shielded from cancellation, as the second phase does.
+        """
+        await self._resolve_prepared("COMMIT", xid, recover)
+
+    async def rollback_prepared(self, xid: str, recover: bool = False) -> None:
+        """``ROLLBACK PREPARED`` a transaction prepared by any connection; as commit_prepared()."""
+        await self._resolve_prepared("ROLLBACK", xid, recover)
+
     async def commit(self) -> None:
         """Commit the transaction in progress, if any (savepoints included)."""
         transaction = self._transaction
@@ -939,6 +1044,123 @@ class AsyncConnection:
         finally:
             self._busy = None
 
+    async def _prepare_twophase(self, transaction: AsyncTwoPhaseTransaction) -> None:
+        self._enter("prepare")
+        try:
+            if transaction is not self._transaction:
+                raise exc.InvalidRequestError(
+                    f"{transaction!r} is not this connection's transaction"
+                )
+            options = self._options
+            if self._autocommit(options):
+                raise exc.InvalidRequestError(
+                    "Can't prepare: this connection is in AUTOCOMMIT mode, so there is no "
+                    "transaction to prepare"
+                )
+            sql = self.dialect.two_phase_sql("PREPARE", transaction.xid)
+            # BEGIN first if nothing was sent: the xid must name a real prepared transaction.
+            entry = await self._ready(options)
+            await self._close_streams(0)
+            try:
+                await self._control(entry, sql)
+            except exc.DBAPIError as error:
+                # PostgreSQL turns a failed PREPARE TRANSACTION into a ROLLBACK.
+                self._deactivate(f"PREPARE TRANSACTION failed: {error.orig}")
+                raise
+            except BaseException:
+                await self._forget_interrupted_prepare(transaction)
+                raise
+            for savepoint in self._savepoints:
+                savepoint.state = TransactionState.COMMITTED
+            self._savepoints.clear()
+            self._begun = False  # the server holds the work apart from this connection now
+            transaction.state = TransactionState.PREPARED
+        finally:
+            self._busy = None
+
+    async def _forget_interrupted_prepare(self, transaction: AsyncTwoPhaseTransaction) -> None:
+        """A cancelled PREPARE may have finished on the server: roll back what it prepared.
+
+        ``_call`` has already reset (or invalidated) the connection and made the
+        transaction DEACTIVE; a prepare that did not return must not leave a
+        prepared transaction (and its locks) behind.
+        """
+        entry = self._entry
+        done, _ = await self._discard_prepared(transaction.xid, entry)
+        if not done:
+            if entry is not None:
+                self._invalidate("the cleanup of an interrupted PREPARE TRANSACTION failed")
+            transaction.reason = (
+                f"PREPARE TRANSACTION was interrupted, and transaction {transaction.xid!r} "
+                "may still be prepared on the server: resolve it with recover_twophase() and "
+                "rollback_prepared()"
+            )
+
+    async def _discard_prepared(
+        self, xid: str, entry: PoolEntry | None
+    ) -> tuple[bool, BaseException | None]:
+        """``ROLLBACK PREPARED`` ``xid`` if the server holds it; shielded and bounded.
+
+        Runs on ``entry`` (which must be outside a transaction) or, when it is
+        None, on a connection of its own from the pool: a prepared transaction
+        outlives the connection that prepared it. Returns ``run_cleanup``'s
+        ``(completed, pierced)``.
+        """
+        dialect = self.engine.dialect
+        pool = self.engine.pool
+
+        async def discard() -> None:
+            target = entry if entry is not None else await pool.acquire()
+            try:
+                connection = target.connection
+                listed = await connection.execute(dialect.recover_two_phase_sql(), (), True)
+                if any(row[0] == xid for row in listed.rows):
+                    sql = dialect.two_phase_sql("ROLLBACK", xid)
+                    self._log(sql)
+                    await connection.execute(sql, (), False)
+            finally:
+                if entry is None:
+                    await pool.release(target)
+
+        return await run_cleanup(discard)
+
+    async def _resolve_prepared(self, command: str, xid: str, recover: bool) -> None:
+        method = f"{command.lower()}_prepared"
+        sql = self.dialect.two_phase_sql(command, xid)
+        self._enter(method)
+        try:
+            transaction = self._transaction
+            if transaction is not None:
+                if not recover or transaction.state is TransactionState.PREPARED:
+                    raise exc.InvalidRequestError(
+                        f"Can't {method}(): {command} PREPARED can't run inside a transaction, "
+                        f"and this connection's transaction is {transaction.state.value}. "
+                        "commit() or rollback() it first"
+                        + ("" if recover else ", or pass recover=True to roll it back")
+                    )
+                await self._end_root(transaction, commit=False)
+            await self._second_phase(sql)
+        finally:
+            self._busy = None
+
+    async def _second_phase(self, sql: str) -> None:
+        """COMMIT/ROLLBACK PREPARED, shielded from cancellation, bounded by CLEANUP_TIMEOUT.
+
+        A cancellation that arrives meanwhile is raised by the caller's next
+        checkpoint. A statement that runs out of time raises OperationalError:
+        the transaction may still be prepared on the server.
+        """
+        with (
+            anyio.CancelScope(shield=True),
+            anyio.move_on_after(pool_module.CLEANUP_TIMEOUT) as deadline,
+        ):
+            entry = await self._checked_out()
+            await self._control(entry, sql)
+        if deadline.cancelled_caught:
+            raise exc.OperationalError(
+                f"{sql} did not finish within {pool_module.CLEANUP_TIMEOUT} seconds", sql
+            )
+
     async def _end_transaction(self, transaction: AsyncTransaction, *, commit: bool) -> None:
         method = "commit" if commit else "rollback"
         self._enter(method)
@@ -980,6 +1202,9 @@ class AsyncConnection:
             await anyio.lowlevel.checkpoint_if_cancelled()
             self._end_all(TransactionState.ROLLED_BACK, None)
             return
+        if isinstance(transaction, AsyncTwoPhaseTransaction) and transaction.is_prepared:
+            await self._end_prepared(transaction, commit)
+            return
         outcome = TransactionState.CLOSED
         try:
             if self._begun:
@@ -1004,6 +1229,31 @@ class AsyncConnection:
             outcome = _TRANSITIONS["commit" if commit else "rollback"][1]
         finally:
             self._end_all(outcome, None)
+
+    async def _end_prepared(self, transaction: AsyncTwoPhaseTransaction, commit: bool) -> None:
+        """The second phase. It ends the transaction whatever happens: after a
+        failure the server may still hold it, and resolving it is the job of
+        whoever decides (``recover_twophase()``), never of a later close()."""
+        sql = self.dialect.two_phase_sql("COMMIT" if commit else "ROLLBACK", transaction.xid)
+        outcome = TransactionState.CLOSED
+        try:
+            await self._second_phase(sql)
+            outcome = _TRANSITIONS["commit" if commit else "rollback"][1]
+        except BaseException as error:
+            left = (
+                f"Transaction {transaction.xid!r} may still be prepared on the server, and it "
+                "is no longer this connection's: resolve it with commit_prepared() or "
+                "rollback_prepared() (recover_twophase() lists the prepared ones)."
+            )
+            if isinstance(error, exc.DBAPIError):
+                error.add_note(left)
+            else:
+                # A native Task.cancel() pierces the shield; there is no error to note it on.
+                ENGINE_LOGGER.warning("%s was interrupted. %s", sql, left)
+            raise
+        finally:
+            self._end_all(outcome, None)
+        await anyio.lowlevel.checkpoint_if_cancelled()
 
     async def _discard_failed_commit(self) -> None:
         """A COMMIT failed; PostgreSQL has rolled back, SQLite may still be in the transaction."""
@@ -1077,6 +1327,11 @@ class AsyncConnection:
         if transaction is None:
             transaction = self._transaction = AsyncTransaction(
                 self, nested=False, state=TransactionState.ACTIVE
+            )
+        elif transaction.state is TransactionState.PREPARED:
+            raise exc.InvalidRequestError(
+                f"Can't run statements: this connection's two-phase transaction is prepared "
+                f"({transaction!r}); commit() or rollback() it first"
             )
         elif transaction.state is TransactionState.DEACTIVE:
             raise exc.PendingRollbackError(

@@ -32,6 +32,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping
 from typing import Any, Generic, Self, TypeVar, overload
 
 import anyio
+import anyio.lowlevel
 
 from asyncsession import exc
 from asyncsession.engine.base import AsyncConnection, AsyncEngine
@@ -51,7 +52,13 @@ from asyncsession.orm.relationships import (
     set_committed,
 )
 from asyncsession.orm.state import NO_VALUE, InstanceState, instance_state
-from asyncsession.orm.transaction import SessionTransaction, TxState
+from asyncsession.orm.transaction import (
+    JOIN_TRANSACTION_MODES,
+    JoinedTransaction,
+    SessionTransaction,
+    TxState,
+    join_mode,
+)
 from asyncsession.orm.unitofwork import execute_flush, plan_flush
 from asyncsession.sql.dml import Delete, Update
 from asyncsession.sql.elements import ClauseElement, bindparam
@@ -129,8 +136,11 @@ class AsyncSession:
     Options as SQLAlchemy's: ``autoflush`` (flush before queries),
     ``autobegin`` (begin on first use), ``expire_on_commit`` (default False,
     the recommended setting for async code), ``binds`` (per class/table
-    engines), ``info``, and ``join_transaction_mode`` for a session bound to a
-    connection that is already in a transaction.
+    engines), ``info``, ``join_transaction_mode`` for a session bound to a
+    connection that is already in a transaction (``conditional_savepoint``,
+    ``create_savepoint``, ``rollback_only``, ``control_fully``), and
+    ``twophase`` (PostgreSQL): every connection of a transaction is prepared
+    before any is committed.
     """
 
     _dispatcher_for = _Dispatch()
@@ -145,19 +155,22 @@ class AsyncSession:
         autobegin: bool = True,
         expire_on_commit: bool = False,
         info: dict[Any, Any] | None = None,
-        join_transaction_mode: str = "conservative_savepoint",
+        join_transaction_mode: str = "conditional_savepoint",
+        twophase: bool = False,
         _parent_dispatch: Dispatcher | None = None,
     ) -> None:
-        if join_transaction_mode not in (
-            "conservative_savepoint",
-            "create_savepoint",
-            "rollback_only",
-            "control_fully",
-        ):
+        if join_transaction_mode not in JOIN_TRANSACTION_MODES:
             raise exc.ArgumentError(
-                f"join_transaction_mode must be one of conservative_savepoint, "
-                f"create_savepoint, rollback_only, control_fully; got {join_transaction_mode!r}"
+                f"join_transaction_mode must be one of {', '.join(sorted(JOIN_TRANSACTION_MODES))}"
+                f"; got {join_transaction_mode!r}"
             )
+        if twophase:
+            for target in (bind, *(binds or {}).values()):
+                if target is not None and not target.dialect.supports_two_phase:
+                    raise exc.NotSupportedError(
+                        f"AsyncSession(twophase=True) needs two-phase commit, which "
+                        f"{target.dialect.name} does not have ({target!r}); use PostgreSQL"
+                    )
         self.bind = bind
         self._binds: dict[Any, Any] = dict(binds or {})
         self.autoflush = autoflush
@@ -165,6 +178,7 @@ class AsyncSession:
         self.expire_on_commit = expire_on_commit
         self.info: dict[Any, Any] = info if info is not None else {}
         self.join_transaction_mode = join_transaction_mode
+        self.twophase = twophase
         self.identity_map = IdentityMap()
         self._new: dict[InstanceState, Any] = {}
         self._deleted: dict[InstanceState, Any] = {}
@@ -597,18 +611,14 @@ class AsyncSession:
             if isinstance(bind, AsyncConnection):
                 conn = bind
                 if conn.in_transaction():
-                    mode = self.join_transaction_mode
-                    if mode in ("conservative_savepoint", "create_savepoint"):
-                        ctx = await conn.begin_nested()
-                    else:
-                        ctx = None
+                    ctx = await _join_transaction(self, conn)
                 else:
-                    ctx = await conn.begin()
+                    ctx = await (conn.begin_twophase() if self.twophase else conn.begin())
                 root.connections[bind] = (conn, ctx, False)
             else:
                 conn = await bind.connect()
                 try:
-                    ctx = await conn.begin()
+                    ctx = await (conn.begin_twophase() if self.twophase else conn.begin())
                 except BaseException:
                     with anyio.CancelScope(shield=True):
                         await conn.close()
@@ -719,6 +729,8 @@ class AsyncSession:
                 await self._do_flush(txn, objects)
             except BaseException as err:
                 txn.fail(err)
+                if not txn.nested and isinstance(err, Exception):
+                    await _rollback_joined(txn)
                 raise
             finally:
                 self._flushing = False
@@ -836,11 +848,44 @@ class AsyncSession:
                 txn = self._begin("autobegin")
             await self._commit_root(txn.root)
 
+    async def prepare(self) -> None:
+        """Prepare the transaction for two-phase commit (``twophase=True`` sessions only).
+
+        Flushes, then sends ``PREPARE TRANSACTION`` on every connection of the
+        outermost transaction, which moves from ACTIVE to PREPARED; after it
+        only ``commit()`` (``COMMIT PREPARED`` on each) and ``rollback()``
+        (``ROLLBACK PREPARED``) are valid. Raises InvalidRequestError when the
+        session is not two-phase or a savepoint is in progress. When a prepare
+        fails or is cancelled, the whole transaction is rolled back (shielded),
+        also on the connections already prepared, and the error is raised.
+        """
+        with self._operation("prepare"):
+            txn = self._transaction
+            if txn is None:
+                if not self.autobegin:
+                    raise exc.InvalidRequestError("No transaction is begun")
+                txn = self._begin("autobegin")
+            if not self.twophase or txn.nested:
+                raise exc.InvalidRequestError(
+                    "Can't prepare(): "
+                    + (
+                        "this session was not made with twophase=True"
+                        if not self.twophase
+                        else "a savepoint is in progress; prepare() acts on the outermost "
+                        "transaction only: release or roll back the savepoint first"
+                    )
+                )
+            txn.check("prepare")
+            await _prepare_root(self, txn)
+
     async def _commit_root(self, root: SessionTransaction) -> None:
         current = self._transaction
         assert current is not None
         current.check("commit")
         root.check("commit")
+        if self.twophase:
+            await _commit_twophase(self, current)
+            return
         dispatch = self._dispatch
         if dispatch.has("before_commit"):
             await dispatch.fire("before_commit", self)
@@ -862,6 +907,9 @@ class AsyncSession:
             root.fail(err)
             self._transaction = current
             raise
+        await self._committed(root)
+
+    async def _committed(self, root: SessionTransaction) -> None:
         root.state = TxState.COMMITTED
         self._transaction = None
         for state in list(root.deleted):
@@ -869,8 +917,8 @@ class AsyncSession:
         if self.expire_on_commit:
             self.expire_all()
         await self._close_connections(root)
-        if dispatch.has("after_commit"):
-            await dispatch.fire("after_commit", self)
+        if self._dispatch.has("after_commit"):
+            await self._dispatch.fire("after_commit", self)
         await self._end(root)
 
     async def rollback(self) -> None:
@@ -895,12 +943,13 @@ class AsyncSession:
                 await self._dispatch.fire("after_rollback", self)
             await self._end(root)
 
-    async def _rollback_connections(self, root: SessionTransaction) -> None:
+    async def _rollback_connections(self, root: SessionTransaction, closing: bool = False) -> None:
         for conn, ctx, owned in list(root.connections.values()):
             with anyio.move_on_after(_CLEANUP_TIMEOUT):
                 try:
                     if ctx is not None and ctx.is_active:
-                        await ctx.rollback()
+                        # close() differs from rollback() for a joined "rollback_only" transaction.
+                        await (ctx.close() if closing else ctx.rollback())
                 except exc.DBAPIError:
                     pass  # the engine has invalidated the connection; it is released below
             if owned:
@@ -1008,7 +1057,7 @@ class AsyncSession:
             txn = self._transaction
             if txn is not None:
                 self._transaction = None
-                await self._rollback_connections(txn.root)
+                await self._rollback_connections(txn.root, closing=True)
                 await self._end(txn.root)
             self.expunge_all()
 
@@ -1723,6 +1772,95 @@ def _orphan_owners(mapper: Any) -> list[RelationshipProperty[Any]]:
             ):
                 out.append(prop)
     return out
+
+
+async def _join_transaction(session: AsyncSession, conn: AsyncConnection) -> Any:
+    """The session's hold on a bound connection's transaction in progress (see orm.transaction)."""
+    if session.twophase:
+        raise exc.InvalidRequestError(
+            "A twophase=True session can't join a transaction already in progress on its "
+            "connection: it must begin the two-phase transaction itself. Bind it to a "
+            "connection outside a transaction, or to an engine."
+        )
+    mode = join_mode(session.join_transaction_mode, conn.in_nested_transaction())
+    if mode == "create_savepoint":
+        return await conn.begin_nested()
+    await anyio.lowlevel.checkpoint_if_cancelled()
+    joined = conn.get_nested_transaction() or conn.get_transaction()
+    return JoinedTransaction(joined, commits=mode == "control_fully")
+
+
+async def _rollback_joined(root: SessionTransaction) -> None:
+    """After a failed flush, roll back at once the joined transactions the session took
+    over (rollback_only, control_fully), as SQLAlchemy does: their owner then sees the
+    same outcome on every backend (PostgreSQL has aborted them anyway)."""
+    with anyio.CancelScope(shield=True):
+        for _conn, ctx, _owned in root.connections.values():
+            if isinstance(ctx, JoinedTransaction) and ctx.is_active:
+                with anyio.move_on_after(_CLEANUP_TIMEOUT), contextlib.suppress(exc.DBAPIError):
+                    await ctx.rollback()
+
+
+async def _prepare_root(session: AsyncSession, current: SessionTransaction) -> None:
+    """The first phase: flush, release savepoints, PREPARE every connection.
+
+    Any failure or cancellation rolls the whole transaction back (shielded),
+    ROLLBACK PREPARED included, as SQLAlchemy does.
+    """
+    root = current.root
+    if session._dispatch.has("before_commit"):
+        await session._dispatch.fire("before_commit", session)
+    await session._flush_inner(current)
+    try:
+        txn: SessionTransaction | None = current
+        while txn is not None and txn.nested:
+            for _conn, savepoint, _ in txn.connections.values():
+                if savepoint is not None and savepoint.is_active:
+                    await savepoint.commit()
+            txn.merge_into_parent()
+            txn.state = TxState.COMMITTED
+            txn = txn.parent
+        session._transaction = root
+        for _conn, ctx, _owned in root.connections.values():
+            if ctx is not None and ctx.is_active:
+                await ctx.prepare()
+    except BaseException as err:
+        current.fail(err)
+        await session._rollback_root(session._transaction or current)
+        raise
+    root.move("prepare")
+
+
+async def _commit_twophase(session: AsyncSession, current: SessionTransaction) -> None:
+    """Prepare every connection (unless prepare() did), then commit every one.
+
+    Once all are prepared the outcome is decided: the second phase runs
+    shielded, and a COMMIT PREPARED that fails does not stop the others. The
+    transaction then ends as committed, and the first failure is raised with
+    a note naming the transactions that may still be prepared on the server.
+    """
+    root = current.root
+    if root.state is not TxState.PREPARED:
+        await _prepare_root(session, current)
+    failures: list[tuple[str, exc.DBAPIError]] = []
+    with anyio.CancelScope(shield=True):
+        for _conn, ctx, _owned in root.connections.values():
+            if ctx is not None and ctx.is_active:
+                try:
+                    await ctx.commit()
+                except exc.DBAPIError as err:
+                    failures.append((ctx.xid, err))
+        await session._committed(root)
+    if failures:
+        error = failures[0][1]
+        error.add_note(
+            "Two-phase commit: every connection was prepared, so the outcome is commit, but "
+            f"COMMIT PREPARED failed for {[xid for xid, _ in failures]}. They may still be "
+            "prepared on the server: commit them with `await conn.commit_prepared(xid)` "
+            "(`await conn.recover_twophase()` lists them)."
+        )
+        raise error
+    await anyio.lowlevel.checkpoint_if_cancelled()
 
 
 def _describe(state: InstanceState) -> str:

@@ -20,12 +20,19 @@ How this works:
   ``begin()`` and ``begin_nested()`` return) hand over to the session, which
   does the IO: a savepoint is released or rolled back (with any savepoints
   still open inside it), the root acts as ``session.commit()``/``rollback()``.
+* A session bound to a connection that is already in a transaction joins it
+  as ``join_transaction_mode`` says (:func:`join_mode`): in a savepoint of its
+  own, or in the connection's transaction itself, through a
+  :class:`JoinedTransaction` that decides what the session's commit, rollback
+  and close do to a transaction the session did not begin.
 """
 
 from __future__ import annotations
 
 import enum
 from typing import TYPE_CHECKING, Any
+
+import anyio.lowlevel
 
 from asyncsession import exc
 
@@ -78,6 +85,62 @@ def check_transition(operation: str, state: TxState, error: BaseException | None
         f"Can't {operation}: the transaction is {state.name}; {operation}() may only be "
         f"called when it is {' or '.join(sorted(s.name for s in allowed))}"
     )
+
+
+JOIN_TRANSACTION_MODES = frozenset(
+    {"conditional_savepoint", "create_savepoint", "rollback_only", "control_fully"}
+)
+
+
+def join_mode(mode: str, in_savepoint: bool) -> str:
+    """The mode in effect for a connection found in a transaction (SQLAlchemy's rules).
+
+    ``conditional_savepoint`` (the default) means ``create_savepoint`` when the
+    connection is inside a savepoint, else ``rollback_only``: a savepoint is only
+    assumed to work where the caller already uses one.
+    """
+    if mode == "conditional_savepoint":
+        return "create_savepoint" if in_savepoint else "rollback_only"
+    return mode
+
+
+class JoinedTransaction:
+    """A connection's transaction (or its innermost savepoint) that the session joined.
+
+    ``control_fully``: the session's commit commits it, rollback and close roll
+    it back. ``rollback_only``: commit leaves it alone (the flushed rows stay
+    in it, for its owner to commit), rollback rolls it back, close leaves it
+    alone.
+    """
+
+    __slots__ = ("commits", "transaction")
+
+    def __init__(self, transaction: Any, commits: bool) -> None:
+        self.transaction = transaction
+        self.commits = commits
+
+    @property
+    def is_active(self) -> bool:
+        return bool(self.transaction.is_active)
+
+    async def commit(self) -> None:
+        if self.commits:
+            await self.transaction.commit()
+        else:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+
+    async def rollback(self) -> None:
+        await self.transaction.rollback()
+
+    async def close(self) -> None:
+        if self.commits:
+            await self.transaction.rollback()
+        else:
+            await anyio.lowlevel.checkpoint_if_cancelled()
+
+    def __repr__(self) -> str:
+        mode = "control_fully" if self.commits else "rollback_only"
+        return f"<JoinedTransaction {mode} {self.transaction!r}>"
 
 
 def target_state(operation: str, current: TxState) -> TxState:

@@ -1226,6 +1226,8 @@ class Dialect:
     compiler_class: type[SQLCompiler] = SQLCompiler
     max_bind_params = 32766
     supports_returning = True
+    #: PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK PREPARED (two-phase commit).
+    supports_two_phase = False
     cache_size = 500
 
     def __init__(
@@ -1239,6 +1241,26 @@ class Dialect:
         self._lock = threading.Lock()
         self.cache_hits = 0
         self.cache_misses = 0
+
+    def two_phase_sql(self, command: str, xid: str) -> str:
+        """The SQL of one step of a two-phase commit: ``command`` is ``"PREPARE"``,
+        ``"COMMIT"`` or ``"ROLLBACK"``, ``xid`` the transaction's id.
+
+        Raises NotSupportedError when the database has no two-phase commit,
+        ArgumentError for an id it can't take.
+        """
+        raise self._no_two_phase()
+
+    def recover_two_phase_sql(self) -> str:
+        """A query whose one column lists the ids of this database's prepared transactions."""
+        raise self._no_two_phase()
+
+    def _no_two_phase(self) -> exc.NotSupportedError:
+        return exc.NotSupportedError(
+            f"The {self.name} database has no two-phase commit (prepared transactions): "
+            "begin_twophase(), AsyncSession(twophase=True), recover_twophase(), "
+            "commit_prepared() and rollback_prepared() need PostgreSQL"
+        )
 
     def compile(
         self, statement: ClauseElement, column_keys: Sequence[str] | None = None

@@ -17,7 +17,13 @@ own (event listeners run there: they must use the async API). See
 """
 
 from asyncsession.engine.result import MappingResult, Result, Row, ScalarResult
-from asyncsession.sync.engine import Connection, Engine, Transaction, create_engine
+from asyncsession.sync.engine import (
+    Connection,
+    Engine,
+    Transaction,
+    TwoPhaseTransaction,
+    create_engine,
+)
 from asyncsession.sync.result import (
     StreamedMappingResult,
     StreamedResult,
@@ -38,6 +44,7 @@ __all__ = [
     "StreamedResult",
     "StreamedScalarResult",
     "Transaction",
+    "TwoPhaseTransaction",
     "create_engine",
     "scoped_session",
     "sessionmaker",

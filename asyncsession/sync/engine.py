@@ -30,7 +30,12 @@ from typing import Any, TypeVar
 import anyio.to_thread
 
 from asyncsession.engine import base as _engine_base
-from asyncsession.engine.base import AsyncConnection, AsyncEngine, AsyncTransaction
+from asyncsession.engine.base import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncTransaction,
+    AsyncTwoPhaseTransaction,
+)
 from asyncsession.engine.create import create_async_engine
 from asyncsession.engine.events import Dispatcher
 from asyncsession.engine.pool import Pool
@@ -354,6 +359,24 @@ class Connection:
         self._runner.call(transaction.start)
         return Transaction(self, transaction)
 
+    def begin_twophase(self, xid: str | None = None) -> TwoPhaseTransaction:
+        """Begin a two-phase transaction now (PostgreSQL); also a context manager."""
+        transaction = self.async_connection.begin_twophase(xid)
+        self._runner.call(transaction.start)
+        return TwoPhaseTransaction(self, transaction)
+
+    def recover_twophase(self) -> list[str]:
+        """The ids of the transactions prepared in this database and not yet resolved."""
+        return self._runner.call(self.async_connection.recover_twophase)
+
+    def commit_prepared(self, xid: str, recover: bool = False) -> None:
+        """``COMMIT PREPARED`` a prepared transaction (see AsyncConnection)."""
+        self._runner.call(self.async_connection.commit_prepared, xid, recover)
+
+    def rollback_prepared(self, xid: str, recover: bool = False) -> None:
+        """``ROLLBACK PREPARED`` a prepared transaction (see AsyncConnection)."""
+        self._runner.call(self.async_connection.rollback_prepared, xid, recover)
+
     def commit(self) -> None:
         """Commit the transaction in progress, if any (savepoints included)."""
         self._runner.call(self.async_connection.commit)
@@ -460,3 +483,19 @@ async def _run_in_worker(
 
 
 _engine_base._run_sync_hook = _run_in_worker
+
+
+class TwoPhaseTransaction(Transaction):
+    """A two-phase transaction of a :class:`Connection` (see AsyncTwoPhaseTransaction)."""
+
+    __slots__ = ()
+
+    async_transaction: AsyncTwoPhaseTransaction
+
+    @property
+    def xid(self) -> str:
+        return self.async_transaction.xid
+
+    def prepare(self) -> None:
+        """``PREPARE TRANSACTION``; then commit() or rollback() finish it."""
+        self.connection._runner.call(self.async_transaction.prepare)

@@ -88,7 +88,8 @@ class Session:
         autobegin: bool = True,
         expire_on_commit: bool = True,
         info: dict[Any, Any] | None = None,
-        join_transaction_mode: str = "conservative_savepoint",
+        join_transaction_mode: str = "conditional_savepoint",
+        twophase: bool = False,
         _parent_dispatch: Dispatcher | None = None,
     ) -> None:
         async_session = AsyncSession(
@@ -99,6 +100,7 @@ class Session:
             expire_on_commit=expire_on_commit,
             info=info,
             join_transaction_mode=join_transaction_mode,
+            twophase=twophase,
             _parent_dispatch=_parent_dispatch,
         )
         self.async_session = async_session
@@ -261,6 +263,10 @@ class Session:
     def flush(self, objects: Sequence[Any] | None = None) -> None:
         """Write pending changes to the database in the current transaction."""
         self._runner.call(self.async_session.flush, objects)
+
+    def prepare(self) -> None:
+        """Flush and prepare every connection for two-phase commit (``twophase=True``)."""
+        self._runner.call(self.async_session.prepare)
 
     def commit(self) -> None:
         """Flush, then commit the outermost transaction."""

@@ -43,7 +43,7 @@ from asyncsession import (
     text,
 )
 from asyncsession.engine.base import AsyncConnection
-from tests.orm.models import Address, Base, User, engine_for, is_pg
+from tests.orm.models import Address, Base, Keyword, User, engine_for, is_pg
 
 pytestmark = pytest.mark.anyio
 
@@ -426,3 +426,134 @@ async def test_timeout_on_a_slow_statement(
         assert await session.scalar(select(func.count()).select_from(User)) == 1
         await session.close()
         assert engine.pool.checkedout() == 0
+
+
+# -- two-phase commit (PostgreSQL) -------------------------------------------------------------
+
+
+@pytest.fixture
+async def twophase_engine(
+    pg_url: str, pg_twophase: str, application_name: str, interrupter: Interrupter
+) -> AsyncIterator[AsyncEngine]:
+    connect_args = {"server_settings": {"application_name": application_name}}
+    async with engine_for(pg_url, pg_twophase, connect_args=connect_args) as engine:
+
+        async def checkout(raw: Any, entry: Any) -> None:
+            if interrupter.reached("checkout"):
+                await interrupter.strike()
+
+        event.listen(engine, "checkout", checkout)
+        yield engine
+
+
+async def prepared_transactions(engine: AsyncEngine) -> list[str]:
+    async with engine.connect() as conn:
+        return await conn.recover_twophase()
+
+
+async def twophase_commit(session: AsyncSession) -> None:
+    await session.commit()
+
+
+async def twophase_prepare(session: AsyncSession) -> None:
+    await session.prepare()
+
+
+async def twophase_rollback(session: AsyncSession) -> None:
+    await session.rollback()
+
+
+async def twophase_close(session: AsyncSession) -> None:
+    await session.close()
+
+
+# name -> (prepare() before arming, the operation, runs shielded)
+TWOPHASE_SCENARIOS: dict[str, tuple[bool, Callable[[AsyncSession], Awaitable[None]], bool]] = {
+    "commit": (False, twophase_commit, False),
+    "prepare": (False, twophase_prepare, False),
+    "commit_prepared": (True, twophase_commit, False),
+    "rollback_prepared": (True, twophase_rollback, True),
+    "close_prepared": (True, twophase_close, True),
+}
+
+
+@pytest.mark.parametrize("recovery", ["rollback", "close"])
+@pytest.mark.parametrize("mode", ["before", "after"])
+@pytest.mark.parametrize("name", sorted(TWOPHASE_SCENARIOS))
+async def test_cancel_twophase_at_every_point(
+    twophase_engine: AsyncEngine,
+    application_name: str,
+    interrupter: Interrupter,
+    name: str,
+    mode: str,
+    recovery: str,
+) -> None:
+    """A transaction over two connections (users, keywords), cancelled at each point.
+
+    Whatever the point: the outcome is all or nothing (both connections'
+    rows committed, or neither), no prepared transaction is left on the server
+    once the operation returned, and no connection leaks. The first phase is
+    cancellable (a cancelled prepare rolls everything back); the second phase
+    finishes before the cancellation is raised.
+    """
+    engine = twophase_engine
+    binds = {Keyword: engine, User: engine.execution_options(logging_token="users")}
+    prepare_first, operation, shielded = TWOPHASE_SCENARIOS[name]
+    hits: list[str] = []
+    for target in range(1, 30):
+        session = AsyncSession(binds=binds, twophase=True)
+        session.add(Keyword(name="k"))
+        await session.flush()
+        session.add(User(name="u1"))
+        await session.flush()
+        if prepare_first:
+            await session.prepare()
+        else:
+            session.add(User(name="u2"))  # flushed by the operation
+        outcome = "finished"
+        with anyio.CancelScope() as scope:
+            interrupter.arm(scope, target, mode)
+            try:
+                await operation(session)
+            except anyio.get_cancelled_exc_class():
+                outcome = "cancelled"
+                raise
+            finally:
+                interrupter.disarm()
+        if interrupter.hit is None:
+            assert outcome == "finished"
+            await session.close()
+            break
+        hits.append(interrupter.hit)
+        where = f"{name}: cancelled at point {target} ({interrupter.hit})"
+        assert outcome == ("finished" if shielded else "cancelled"), where
+        assert await prepared_transactions(engine) == [], where
+        if session.in_transaction():
+            assert not session.is_active, where
+            with pytest.raises(PendingRollbackError, match="cancel"):
+                await session.execute(select(User))
+
+        if recovery == "rollback":
+            await session.rollback()
+            assert not session.in_transaction(), where
+        else:
+            await session.close()
+            assert engine.pool.checkedout() == 0, where
+        assert await prepared_transactions(engine) == [], where
+        assert await idle_in_transaction(engine, application_name) == 0, where
+        users = await existing_user_ids(engine)
+        async with engine.connect() as conn:
+            keywords = await conn.scalar(select(func.count()).select_from(Keyword))
+        committed = name in ("commit", "commit_prepared") and interrupter.hit == "COMMIT"
+        all_rows = (1 if prepare_first else 2, 1)
+        assert (len(users), keywords) == (all_rows if committed else (0, 0)), where
+
+        await full_cycle(engine, session)
+        await clear_tables(engine)
+    else:
+        pytest.fail(f"{name} never finished")
+    assert hits, f"{name} reached no await point"
+    if name in ("commit", "prepare"):
+        assert "PREPARE" in hits, hits
+    if name in ("commit", "commit_prepared"):
+        assert "COMMIT" in hits, hits

@@ -605,7 +605,7 @@ async def test_error_in_a_listener_deactivates(session: AsyncSession) -> None:
 
 
 @db
-@pytest.mark.parametrize("mode", ["create_savepoint", "conservative_savepoint"])
+@pytest.mark.parametrize("mode", ["create_savepoint"])
 async def test_join_an_outer_transaction(engine: AsyncEngine, mode: str) -> None:
     conn = await engine.connect()
     try:

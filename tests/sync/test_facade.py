@@ -31,7 +31,7 @@ from asyncsession import (
     text,
 )
 from asyncsession.sync._runner import FACADE
-from tests.orm.models import User
+from tests.orm.models import Base, User
 from tests.sync.conftest import connect_args
 
 PACKAGE = Path(sync.__file__).resolve().parent.parent
@@ -408,3 +408,32 @@ def test_the_loader_changes_nothing_for_objects_it_does_not_drive(engine: sync.E
     thread.join(30)
     assert len(messages) == 2
     assert messages[0] == messages[1]
+
+
+def test_two_phase_commit(pg_url: str, pg_twophase: str, app_name: str) -> None:
+    engine = sync.create_engine(pg_url, connect_args=connect_args(pg_twophase, app_name))
+    Base.metadata.create_all(engine)
+    try:
+        with sync.Session(engine, twophase=True) as session:
+            session.add(User(name="ann"))
+            session.prepare()
+            session.commit()
+        with engine.connect() as conn:
+            transaction = conn.begin_twophase("facade")
+            assert isinstance(transaction, sync.TwoPhaseTransaction)
+            assert transaction.xid == "facade"
+            conn.execute(User.__table__.insert(), {"name": "bob"})
+            transaction.prepare()
+            assert conn.recover_twophase() == ["facade"]
+            transaction.commit()
+            transaction = conn.begin_twophase("facade-2")
+            transaction.prepare()
+            conn.invalidate()  # the server keeps the prepared transaction
+            with pytest.raises(exc.InvalidRequestError, match="commit\\(\\) or rollback\\(\\)"):
+                conn.rollback_prepared("facade-2")
+            transaction.rollback()  # on a fresh connection: prepared transactions outlive theirs
+            assert conn.recover_twophase() == []
+        with sync.Session(engine) as session:
+            assert session.scalars(select(User.name).order_by(User.name)).all() == ["ann", "bob"]
+    finally:
+        engine.dispose()

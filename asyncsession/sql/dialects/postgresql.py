@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from asyncsession import exc
 from asyncsession.sql.compiler import Dialect
 from asyncsession.sql.ddl import DDLCompiler
 from asyncsession.sql.elements import BindParameter
@@ -74,9 +75,36 @@ class PGCompiler(DDLCompiler):
         return "DISTINCT "
 
 
+_TWO_PHASE_COMMANDS = {
+    "PREPARE": "PREPARE TRANSACTION",
+    "COMMIT": "COMMIT PREPARED",
+    "ROLLBACK": "ROLLBACK PREPARED",
+}
+
+
 class PGDialect(Dialect):
     """PostgreSQL through asyncpg."""
 
     name = "postgresql"
     compiler_class = PGCompiler
     max_bind_params = 32767
+    supports_two_phase = True
+
+    def two_phase_sql(self, command: str, xid: str) -> str:
+        if not isinstance(xid, str) or not xid or "\x00" in xid or len(xid.encode()) >= 200:
+            raise exc.ArgumentError(
+                f"A two-phase transaction id must be a non-empty string under 200 bytes "
+                f"without NUL characters; got {xid!r}"
+            )
+        verb = _TWO_PHASE_COMMANDS[command]
+        # A utility statement takes no parameters: the id goes in as a string literal,
+        # an escape string so that it reads the same whatever standard_conforming_strings is.
+        escaped = xid.replace("\\", "\\\\").replace("'", "''")
+        return f"{verb} E'{escaped}'"
+
+    def recover_two_phase_sql(self) -> str:
+        # COMMIT/ROLLBACK PREPARED must run in the database that prepared the transaction.
+        return (
+            "SELECT gid FROM pg_prepared_xacts WHERE database = current_database() "
+            "ORDER BY prepared"
+        )

@@ -35,6 +35,7 @@ from asyncsession import (
     insert,
     inspect,
     mapped_column,
+    relationship,
     select,
     update,
 )
@@ -133,6 +134,9 @@ class Author(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(50), unique=True)
     bio: Mapped[str | None]
+    books: Mapped[list[Book]] = relationship(
+        back_populates="author", cascade="all, delete-orphan", order_by="Book.year"
+    )
 
 
 class Book(Base):
@@ -141,6 +145,7 @@ class Book(Base):
     author_id: Mapped[int] = mapped_column(ForeignKey("authors.id"))
     title: Mapped[str]
     year: Mapped[int]
+    author: Mapped[Author] = relationship(back_populates="books")
 
 
 async def run_orm(path: Path) -> None:
@@ -151,16 +156,15 @@ async def run_orm(path: Path) -> None:
             await conn.run_sync(Base.metadata.create_all)
 
         async with Session() as session:
-            ursula = Author(name="Ursula")
-            session.add(ursula)
-            await session.flush()  # INSERT ... RETURNING: the key is known at once
-            session.add_all(
-                [
-                    Book(author_id=ursula.id, title="The Dispossessed", year=1974),
-                    Book(author_id=ursula.id, title="The Lathe of Heaven", year=1971),
-                ]
+            ursula = Author(
+                name="Ursula",
+                books=[
+                    Book(title="The Dispossessed", year=1974),
+                    Book(title="The Lathe of Heaven", year=1971),
+                ],
             )
-            await session.commit()
+            session.add(ursula)  # the books come along (save-update cascade)
+            await session.commit()  # authors first, then books with author_id filled in
             print("after commit:", inspect(ursula).persistent, ursula.name)
 
             async with session.begin_nested():  # a SAVEPOINT
@@ -184,6 +188,19 @@ async def run_orm(path: Path) -> None:
             except UnloadedAttributeError as err:
                 print("no hidden IO:", str(err).split(" and ")[0])
             print("explicit load:", await ursula.awaitable_attrs.bio)
+
+        async with Session() as session:
+            ursula = (await session.scalars(select(Author))).one()
+            try:
+                ursula.books  # noqa: B018 - reading is the point
+            except UnloadedAttributeError:
+                print("relationships load on request too:")
+            for book in await ursula.awaitable_attrs.books:  # one SELECT
+                print(f"  {book.title} by {book.author.name}")  # many-to-one: no SQL
+            await session.delete(ursula)  # cascades to her books at the flush
+            await session.commit()
+            left = await session.scalar(select(func.count()).select_from(Book))
+            print("books left after deleting the author:", left)
     finally:
         await engine.dispose()
     assert engine.pool.checkedout() == 0

@@ -253,7 +253,10 @@ class Mapper:
 
     def primary_key_from_instance(self, obj: Any) -> tuple[Any, ...]:
         d: dict[str, Any] = obj.__dict__
-        return tuple(d.get(k) for k in self.pk_keys)
+        keys = self.pk_keys
+        if len(keys) == 1:
+            return (d.get(keys[0]),)
+        return tuple([d.get(k) for k in keys])
 
     def identity_key_from_instance(self, obj: Any) -> tuple[Any, ...]:
         return (self.class_, self.primary_key_from_instance(obj), None)

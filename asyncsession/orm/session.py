@@ -787,13 +787,12 @@ class AsyncSession:
         outcome = await execute_flush(plan, conn)
         # Success: move the states. No await from here on.
         for state in outcome.inserted:
-            obj = self._new.pop(state, None)
-            state.key = state.mapper.identity_key_from_instance(
-                obj if obj is not None else state.obj_ref()
-            )
+            obj = self._new.pop(state, None)  # noqa: F841 - alive until the map holds it
+            key = state.key  # execute_flush() gave it its identity key
+            assert key is not None
             # The INSERT succeeded, so an object still mapped under this key has
             # no row (one left over from a rollback): as SQLAlchemy, it was deleted.
-            leftover = self.identity_map.get_state(state.key)
+            leftover = self.identity_map.get_state(key)
             if leftover is not None and leftover is not state:
                 self._remove_newly_deleted(leftover, txn)
             self.identity_map.add(state)
@@ -832,11 +831,18 @@ class AsyncSession:
         deleted: Sequence[InstanceState],
     ) -> None:
         for kind, states in (("insert", new), ("update", dirty), ("delete", deleted)):
+            name = f"{when}_{kind}"
+            listened: dict[Any, Any] = {}  # mapper -> its dispatcher, or None: one check each
             for state in states:
-                dispatch = getattr(state.mapper, "dispatch", None)
-                name = f"{when}_{kind}"
-                if dispatch is not None and dispatch.has(name):
-                    await dispatch.fire(name, state.mapper, conn, state.obj_ref())
+                mapper = state.mapper
+                dispatch = listened.get(mapper, False)
+                if dispatch is False:
+                    dispatch = getattr(mapper, "dispatch", None)
+                    if dispatch is not None and not dispatch.has(name):
+                        dispatch = None
+                    listened[mapper] = dispatch
+                if dispatch is not None:
+                    await dispatch.fire(name, mapper, conn, state.obj_ref())
 
     async def commit(self) -> None:
         """Flush, then commit the outermost transaction (releasing savepoints)."""

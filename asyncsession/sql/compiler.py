@@ -1266,8 +1266,15 @@ class Dialect:
         self, statement: ClauseElement, column_keys: Sequence[str] | None = None
     ) -> tuple[Compiled, list[BindParameter]]:
         """(Compiled, extracted bind values) for ``statement``, from the cache when possible."""
-        extracted: list[BindParameter] = []
-        key = statement._ck(extracted)
+        memo = getattr(statement, "_ck_memo", None)
+        if memo is not None:
+            key, binds = memo
+            extracted = list(binds)
+        else:
+            extracted = []
+            key = statement._ck(extracted)
+            if key is not None and hasattr(statement, "_ck_memo"):
+                statement._ck_memo = (key, tuple(extracted))
         if key is not None:
             cache_key = (key, tuple(column_keys) if column_keys else None)
             cache = self._cache

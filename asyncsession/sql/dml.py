@@ -70,7 +70,7 @@ def _value_expression(column: Any, value: Any) -> ColumnElement:
 class _DMLBase(ClauseElement):
     """What INSERT, UPDATE and DELETE share: the target table and RETURNING."""
 
-    __slots__ = ("_execution_options", "_returning", "table")
+    __slots__ = ("_ck_memo", "_execution_options", "_returning", "table")
     is_selectable = False
 
     def _clone(self) -> Self:
@@ -78,6 +78,7 @@ class _DMLBase(ClauseElement):
         new = cls.__new__(cls)
         for slot in _slot_names(cls):
             setattr(new, slot, getattr(self, slot))
+        new._ck_memo = None  # a changed copy has its own cache key
         return new
 
     def _init_table(self, table: Any) -> None:
@@ -89,6 +90,10 @@ class _DMLBase(ClauseElement):
         self.table: Any = target
         self._returning: tuple[ColumnElement, ...] = ()
         self._execution_options: Mapping[str, Any] = {}
+        # (cache key, bind parameters) once compiled: statements never change in
+        # place, so executing one statement object again (the flush's templates)
+        # skips walking it. See Dialect.compile().
+        self._ck_memo: tuple[Any, tuple[BindParameter, ...]] | None = None
 
     def _column(self, key: Any) -> Any:
         if isinstance(key, str):

@@ -257,3 +257,20 @@ def test_inlined_values_are_part_of_the_key() -> None:
     assert "WHERE age > 18 " in eighteen.sql
     assert "WHERE age > 21 " in twenty_one.sql
     assert dialect.compile(upsert(18))[0] is eighteen
+
+
+def test_a_dml_statement_compiled_again_reuses_its_key_and_copies_do_not() -> None:
+    dialect = SQLiteDialect()
+    stmt = update(users).values(name=bindparam("n")).where(users.c.id == 5)
+    first, first_binds = dialect.compile(stmt)
+    assert stmt._ck_memo is not None  # remembered: the statement never changes in place
+    again, again_binds = dialect.compile(stmt)
+    assert again is first
+    assert [b.value for b in again_binds] == [b.value for b in first_binds] == [None, 5]
+    # A generative copy is a new statement: its own key, its own SQL and values.
+    other = stmt.where(users.c.name == "x").returning(users.c.id)
+    assert other._ck_memo is None
+    compiled, binds = dialect.compile(other)
+    assert compiled is not first
+    assert "RETURNING" in compiled.sql
+    assert [b.value for b in binds] == [None, 5, "x"]

@@ -343,6 +343,8 @@ def _relationship_property(
                 if argument is None:
                     argument = _target_name(inner)
             elif inner is not None:
+                if isinstance(inner, typing.ForwardRef):  # Mapped["A | None"], Mapped["list[B]"]
+                    inner = _evaluate_lenient(inner.__forward_arg__, cls)
                 inner, _optional = _split_optional(inner)
                 inner_origin = typing.get_origin(inner)
                 args = typing.get_args(inner)

@@ -12,7 +12,8 @@ How this works:
 * :func:`adapt` rewrites an expression so that columns of a table refer to an
   alias of it instead (``column_property`` expressions of an alias, criteria
   inside a self-referential ``any()``). It copies only the nodes on the way to
-  a replaced column and never descends into nested SELECTs. Pure, no IO.
+  a replaced column. In a nested SELECT it moves the columns, criteria and
+  correlations, never the SELECT's own FROM list. Pure, no IO.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from asyncsession.sql.elements import (
     ColumnElement,
     TextualSelect,
 )
-from asyncsession.sql.selectable import FromClause, ScalarSelect, Select
+from asyncsession.sql.selectable import FromClause, Select
 
 _SLOTS: dict[type, tuple[str, ...]] = {}
 
@@ -64,7 +65,9 @@ def _adapt(node: Any, replacements: Mapping[int, FromClause]) -> Any:
             if found is not None:
                 return found
         return node
-    if isinstance(node, (BindParameter, ScalarSelect, Select, TextualSelect, FromClause)):
+    if isinstance(node, Select):
+        return _adapt_select(node, replacements)
+    if isinstance(node, (BindParameter, TextualSelect, FromClause)):
         return node
     if not isinstance(node, ClauseElement):
         return node
@@ -87,6 +90,30 @@ def _adapt(node: Any, replacements: Mapping[int, FromClause]) -> Any:
 
 
 _MISSING = object()
+
+
+def _adapt_select(select: Select, replacements: Mapping[int, FromClause]) -> Select:
+    """A nested SELECT (a correlated ``any()`` inside a criterion) with its columns,
+    criteria and correlations moved onto the replacements; its own FROMs stay."""
+    columns = _adapt_value(select._columns, replacements)
+    where = _adapt_value(select._where, replacements)
+    having = _adapt_value(select._having, replacements)
+    correlate = select._correlate
+    if correlate is not None:
+        correlate = tuple(replacements.get(id(f), f) for f in correlate)
+    if (
+        columns is select._columns
+        and where is select._where
+        and having is select._having
+        and correlate == select._correlate
+    ):
+        return select
+    new = select._clone()
+    new._columns, new._where, new._having, new._correlate = columns, where, having, correlate
+    if columns is not select._columns:
+        new._entities = columns
+    new._froms_memo = None
+    return new
 
 
 def _adapt_value(value: Any, replacements: Mapping[int, FromClause]) -> Any:

@@ -9,9 +9,14 @@ many-to-many through association tables, and an adjacency list.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
+import sqlalchemy.orm as sa_orm
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from asyncsession import (
     ArgumentError,
@@ -23,10 +28,13 @@ from asyncsession import (
     String,
     Table,
     aliased,
+    and_,
     create_async_engine,
     event,
     inspect,
+    or_,
     select,
+    sync,
     with_parent,
 )
 from asyncsession.orm.decl import DeclarativeBase, Mapped, mapped_column
@@ -34,6 +42,7 @@ from asyncsession.orm.relationships import relationship
 from asyncsession.sql.dialects.postgresql import PGDialect
 from asyncsession.sql.dialects.sqlite import SQLiteDialect
 from asyncsession.sql.elements import ClauseElement
+from tests.strategies import RELATED, Tree, related_rows, relationship_predicates
 
 pytestmark = pytest.mark.anyio
 
@@ -378,6 +387,8 @@ async def test_any_and_has_on_self_referential_relationships(session: AsyncSessi
     assert await names(session, q.where(Node.children.any(Node.name == "a1"))) == ["a"]
     assert await names(session, q.where(Node.parent.has(Node.name == "root"))) == ["a", "b"]
     assert await names(session, q.where(~Node.children.any())) == ["a1", "b"]
+    grandparents = Node.children.any(Node.children.any(Node.name == "a1"))
+    assert await names(session, q.where(grandparents)) == ["root"]
     n = aliased(Node)
     assert await names(session, select(n.name).where(n.children.any(name="b"))) == ["root"]
 
@@ -576,3 +587,160 @@ def test_comparing_with_the_wrong_objects() -> None:
         with_parent(Item(description="x"), User.addresses)
     with pytest.raises(ArgumentError, match="relationship attribute"):
         with_parent(User(name="x"), User.name)
+
+
+# -- against SQLAlchemy ---------------------------------------------------------------------
+
+
+class SABase(sa_orm.DeclarativeBase):
+    pass
+
+
+sa_order_items = sa.Table(
+    "rq_order_items",
+    SABase.metadata,
+    sa.Column("order_id", sa.ForeignKey("rq_orders.id"), primary_key=True),
+    sa.Column("item_id", sa.ForeignKey("rq_items.id"), primary_key=True),
+)
+sa_item_keywords = sa.Table(
+    "rq_item_keywords",
+    SABase.metadata,
+    sa.Column("item_id", sa.ForeignKey("rq_items.id"), primary_key=True),
+    sa.Column("keyword_id", sa.ForeignKey("rq_keywords.id"), primary_key=True),
+)
+
+
+class SAUser(SABase):
+    __tablename__ = "rq_users"
+    id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
+    name: sa_orm.Mapped[str] = sa_orm.mapped_column(sa.String(30))
+    addresses: sa_orm.Mapped[list[SAAddress]] = sa_orm.relationship(back_populates="user")
+    orders: sa_orm.Mapped[list[SAOrder]] = sa_orm.relationship(back_populates="user")
+
+
+class SAAddress(SABase):
+    __tablename__ = "rq_addresses"
+    id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
+    user_id: sa_orm.Mapped[int | None] = sa_orm.mapped_column(sa.ForeignKey("rq_users.id"))
+    email: sa_orm.Mapped[str] = sa_orm.mapped_column(sa.String(50))
+    user: sa_orm.Mapped[SAUser | None] = sa_orm.relationship(back_populates="addresses")
+
+
+class SAOrder(SABase):
+    __tablename__ = "rq_orders"
+    id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
+    user_id: sa_orm.Mapped[int | None] = sa_orm.mapped_column(sa.ForeignKey("rq_users.id"))
+    description: sa_orm.Mapped[str] = sa_orm.mapped_column(sa.String(30))
+    user: sa_orm.Mapped[SAUser | None] = sa_orm.relationship(back_populates="orders")
+    items: sa_orm.Mapped[list[SAItem]] = sa_orm.relationship(
+        secondary=sa_order_items, back_populates="orders"
+    )
+
+
+class SAItem(SABase):
+    __tablename__ = "rq_items"
+    id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
+    description: sa_orm.Mapped[str] = sa_orm.mapped_column(sa.String(30))
+    orders: sa_orm.Mapped[list[SAOrder]] = sa_orm.relationship(
+        secondary=sa_order_items, back_populates="items"
+    )
+    keywords: sa_orm.Mapped[list[SAKeyword]] = sa_orm.relationship(
+        secondary=sa_item_keywords, back_populates="items"
+    )
+
+
+class SAKeyword(SABase):
+    __tablename__ = "rq_keywords"
+    id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
+    name: sa_orm.Mapped[str] = sa_orm.mapped_column(sa.String(30))
+    items: sa_orm.Mapped[list[SAItem]] = sa_orm.relationship(
+        secondary=sa_item_keywords, back_populates="keywords"
+    )
+
+
+class SANode(SABase):
+    __tablename__ = "rq_nodes"
+    id: sa_orm.Mapped[int] = sa_orm.mapped_column(primary_key=True)
+    parent_id: sa_orm.Mapped[int | None] = sa_orm.mapped_column(sa.ForeignKey("rq_nodes.id"))
+    name: sa_orm.Mapped[str] = sa_orm.mapped_column(sa.String(30))
+    children: sa_orm.Mapped[list[SANode]] = sa_orm.relationship(back_populates="parent")
+    parent: sa_orm.Mapped[SANode | None] = sa_orm.relationship(
+        back_populates="children", remote_side=[id]
+    )
+
+
+OURS = {"User": User, "Address": Address, "Order": Order, "Item": Item, "Keyword": Keyword}
+OURS["Node"] = Node
+THEIRS = {"User": SAUser, "Address": SAAddress, "Order": SAOrder, "Item": SAItem}
+THEIRS.update({"Keyword": SAKeyword, "Node": SANode})
+TABLE_ORDER = (
+    "users",
+    "addresses",
+    "orders",
+    "items",
+    "keywords",
+    "order_items",
+    "item_keywords",
+    "nodes",
+)
+
+
+def build_filter(classes: dict[str, Any], combine: Any, entity: str, tree: Tree) -> Any:
+    """``tree`` (see ``relationship_predicates``) as a criterion of either library;
+    ``combine`` is that library's ``(and_, or_)``."""
+    cls = classes[entity]
+    text, targets = RELATED[entity]
+    kind = tree[0]
+    if kind == "text":
+        column = getattr(cls, text)
+        return column == tree[2] if tree[1] == "eq" else column != tree[2]
+    if kind == "related":
+        attr = getattr(cls, tree[1])
+        inner = tree[2]
+        criterion = (
+            None if inner is None else build_filter(classes, combine, targets[tree[1]], inner)
+        )
+        return attr.any(criterion) if attr.property.uselist else attr.has(criterion)
+    if kind == "none":
+        attr = getattr(cls, tree[1])
+        return attr != None if tree[2] else attr == None  # noqa: E711
+    if kind == "not":
+        return ~build_filter(classes, combine, entity, tree[1])
+    both = [build_filter(classes, combine, entity, t) for t in tree[1:]]
+    return combine[0](*both) if kind == "and" else combine[1](*both)
+
+
+def test_relationship_filters_select_what_sqlalchemy_selects(tmp_path: Path) -> None:
+    path = tmp_path / "oracle.db"
+    oracle = sa.create_engine(f"sqlite:///{path}")
+    SABase.metadata.create_all(oracle)
+    engine = sync.create_engine(f"sqlite+aiosqlite:///{path}")
+    tables = {name: SABase.metadata.tables[f"rq_{name}"] for name in TABLE_ORDER}
+    filters = st.sampled_from(sorted(RELATED)).flatmap(
+        lambda entity: st.tuples(st.just(entity), relationship_predicates(entity))
+    )
+
+    @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(rows=related_rows(), filter_=filters)
+    def check(rows: dict[str, list[dict[str, Any]]], filter_: tuple[str, Tree]) -> None:
+        entity, tree = filter_
+        with oracle.begin() as conn:
+            for name in reversed(TABLE_ORDER):
+                conn.execute(tables[name].delete())
+            for name in TABLE_ORDER:
+                if rows[name]:
+                    conn.execute(tables[name].insert(), rows[name])
+            theirs = THEIRS[entity]
+            criterion = build_filter(THEIRS, (sa.and_, sa.or_), entity, tree)
+            expected = set(conn.scalars(sa.select(theirs.id).where(criterion)))
+        with sync.Session(engine) as session:
+            ours = OURS[entity]
+            criterion = build_filter(OURS, (and_, or_), entity, tree)
+            got = set(session.scalars(select(ours.id).where(criterion)))
+        assert got == expected, (entity, tree)
+
+    try:
+        check()
+    finally:
+        engine.dispose()
+        oracle.dispose()

@@ -518,6 +518,15 @@ def test_any_sql_is_a_correlated_exists_on_each_dialect() -> None:
     assert 'EXISTS (SELECT 1 AS "1" FROM rq_addresses WHERE' in sql(PGDialect(), stmt)
 
 
+def test_relationship_joins_have_stable_cache_keys() -> None:
+    def shape(stmt: Any) -> Any:
+        return stmt._ck([])
+
+    assert shape(select(User).join(User.addresses)) == shape(select(User).join(User.addresses))
+    assert shape(select(Item).join(Item.keywords)) == shape(select(Item).join(Item.keywords))
+    assert shape(select(User).join(User.addresses)) != shape(select(User).join(User.orders))
+
+
 def test_many_to_one_comparisons_sql() -> None:
     ed = User(id=7, name="ed")
     assert str(Address.user == ed) == "rq_addresses.user_id = :param_1"
@@ -563,6 +572,8 @@ def test_of_type_must_be_the_target() -> None:
         select(User).join(aliased(Item), User.addresses)
     with pytest.raises(ArgumentError, match="takes no ON clause"):
         select(User).join(User.addresses, User.id == Address.user_id)
+    with pytest.raises(ArgumentError, match="left side must be User"):
+        select(Item).join_from(Item, User.addresses)
 
 
 def test_any_and_has_need_the_right_kind_of_relationship() -> None:

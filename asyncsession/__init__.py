@@ -67,6 +67,7 @@ from asyncsession.exc import (
 )
 from asyncsession.orm import (
     NO_VALUE,
+    AliasedClass,
     AsyncAttrs,
     AsyncSession,
     AttributeState,
@@ -84,6 +85,7 @@ from asyncsession.orm import (
     SessionTransaction,
     WriteOnlyCollection,
     WriteOnlyMapped,
+    aliased,
     async_object_session,
     async_scoped_session,
     async_sessionmaker,
@@ -104,6 +106,7 @@ from asyncsession.orm import (
     registry,
     relationship,
     synonym,
+    with_parent,
 )
 from asyncsession.sql import (
     ARRAY,
@@ -202,6 +205,7 @@ __all__ = [
     "NO_VALUE",
     "URL",
     "Alias",
+    "AliasedClass",
     "ArgumentError",
     "AsyncAdaptedQueuePool",
     "AsyncAttrs",
@@ -313,6 +317,7 @@ __all__ = [
     "WriteOnlyCollection",
     "WriteOnlyMapped",
     "WrongEventLoopError",
+    "aliased",
     "and_",
     "asc",
     "async_object_session",
@@ -375,4 +380,5 @@ __all__ = [
     "union",
     "union_all",
     "update",
+    "with_parent",
 ]

@@ -252,3 +252,84 @@ def flush_graphs(draw: st.DrawFn, acyclic: bool = True) -> dict[str, Any]:
                     values[j] = None
             rows.append((table, rid, values))
     return {"refs": tuple(refs), "rows": tuple(draw(st.permutations(rows)))}
+
+
+# -- queries across relationships ----------------------------------------------------------
+
+RELATED = {
+    "User": ("name", {"addresses": "Address", "orders": "Order"}),
+    "Address": ("email", {"user": "User"}),
+    "Order": ("description", {"user": "User", "items": "Item"}),
+    "Item": ("description", {"orders": "Order", "keywords": "Keyword"}),
+    "Keyword": ("name", {"items": "Item"}),
+    "Node": ("name", {"children": "Node", "parent": "Node"}),
+}
+"""Entity -> (its text column, {relationship: target entity}) for relationship filters."""
+
+RELATED_TEXT = ("a", "b", "c")
+
+
+def relationship_predicates(entity: str, depth: int = 2) -> st.SearchStrategy[Tree]:
+    """Filters on ``entity`` (a key of ``RELATED``), as descriptions::
+
+    pred := ("text", "eq" | "ne", str)             the entity's text column
+          | ("related", relationship, pred | None)  any() / has(), pred on the target
+          | ("none", relationship, negated)        relationship == None (!= None)
+          | ("not", pred) | ("and", pred, pred) | ("or", pred, pred)
+    """
+    _, rels = RELATED[entity]
+    leaves = st.one_of(
+        st.tuples(st.just("text"), st.sampled_from(["eq", "ne"]), st.sampled_from(RELATED_TEXT)),
+        st.tuples(st.just("none"), st.sampled_from(sorted(rels)), st.booleans()),
+    )
+    if depth <= 0:
+        return leaves
+    inner = relationship_predicates(entity, depth - 1)
+    related = st.sampled_from(sorted(rels)).flatmap(
+        lambda rel: st.tuples(
+            st.just("related"),
+            st.just(rel),
+            st.none() | relationship_predicates(rels[rel], depth - 1),
+        )
+    )
+    return st.one_of(
+        leaves,
+        related,
+        st.tuples(st.just("not"), inner),
+        st.tuples(st.sampled_from(["and", "or"]), inner, inner),
+    )
+
+
+@st.composite
+def related_rows(draw: st.DrawFn) -> dict[str, list[dict[str, Any]]]:
+    """Rows for the tables behind ``RELATED`` (keys: users, addresses, orders, items,
+    keywords, order_items, item_keywords, nodes); foreign keys may be NULL, and nodes
+    refer only to nodes with smaller ids."""
+    text = st.sampled_from(RELATED_TEXT)
+
+    def ids(max_size: int) -> list[int]:
+        return list(range(1, draw(st.integers(0, max_size)) + 1))
+
+    users, orders, items, keywords = ids(4), ids(4), ids(4), ids(3)
+    maybe_user = st.none() | st.sampled_from(users) if users else st.none()
+    out: dict[str, list[dict[str, Any]]] = {
+        "users": [{"id": i, "name": draw(text)} for i in users],
+        "addresses": [{"id": i, "user_id": draw(maybe_user), "email": draw(text)} for i in ids(5)],
+        "orders": [
+            {"id": i, "user_id": draw(maybe_user), "description": draw(text)} for i in orders
+        ],
+        "items": [{"id": i, "description": draw(text)} for i in items],
+        "keywords": [{"id": i, "name": draw(text)} for i in keywords],
+    }
+    pairs = [(o, i) for o in orders for i in items]
+    chosen = draw(st.sets(st.sampled_from(pairs))) if pairs else set()
+    out["order_items"] = [{"order_id": o, "item_id": i} for o, i in sorted(chosen)]
+    pairs = [(i, k) for i in items for k in keywords]
+    chosen = draw(st.sets(st.sampled_from(pairs))) if pairs else set()
+    out["item_keywords"] = [{"item_id": i, "keyword_id": k} for i, k in sorted(chosen)]
+    nodes = []
+    for i in ids(6):
+        parent = draw(st.none() | st.integers(1, i - 1)) if i > 1 else None
+        nodes.append({"id": i, "parent_id": parent, "name": draw(text)})
+    out["nodes"] = nodes
+    return out

@@ -29,9 +29,13 @@ def test_page_examples_run(page: Path, tmp_path: Path) -> None:
         pytest.skip("the examples need PostgreSQL (ASYNCSESSION_TEST_PG_URL)")
     script = tmp_path / f"{page.stem}.py"
     script.write_text("\n\n".join(BLOCK.findall(text)))
+    # The package of this checkout, not whichever one the interpreter has installed
+    # (a git worktree shares the virtualenv of the main checkout).
+    path = os.pathsep.join(p for p in (str(DOCS.parent), os.environ.get("PYTHONPATH")) if p)
     done = subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": path},
         capture_output=True,
         text=True,
         timeout=120,

@@ -28,6 +28,7 @@ from asyncsession.orm.relationships import (
     keyfunc_mapping,
     relationship,
 )
+from asyncsession.orm.relquery import with_parent
 from asyncsession.orm.session import (
     AsyncAttrs,
     AsyncSession,
@@ -42,10 +43,12 @@ from asyncsession.orm.session import (
 )
 from asyncsession.orm.state import NO_VALUE, AttributeState, History, InstanceState
 from asyncsession.orm.transaction import SessionTransaction, TxState
+from asyncsession.orm.util import AliasedClass, aliased
 from asyncsession.orm.writeonly import WriteOnlyCollection
 
 __all__ = [
     "NO_VALUE",
+    "AliasedClass",
     "AsyncAttrs",
     "AsyncSession",
     "AttributeState",
@@ -64,6 +67,7 @@ __all__ = [
     "TxState",
     "WriteOnlyCollection",
     "WriteOnlyMapped",
+    "aliased",
     "async_object_session",
     "async_scoped_session",
     "async_sessionmaker",
@@ -84,4 +88,5 @@ __all__ = [
     "registry",
     "relationship",
     "synonym",
+    "with_parent",
 ]

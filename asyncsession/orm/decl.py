@@ -343,6 +343,8 @@ def _relationship_property(
                 if argument is None:
                     argument = _target_name(inner)
             elif inner is not None:
+                if isinstance(inner, typing.ForwardRef):  # Mapped["A | None"], Mapped["list[B]"]
+                    inner = _evaluate_lenient(inner.__forward_arg__, cls)
                 inner, _optional = _split_optional(inner)
                 inner_origin = typing.get_origin(inner)
                 args = typing.get_args(inner)
@@ -619,8 +621,10 @@ def _map_declarative(cls: type) -> None:
 
 
 def inspect(subject: Any) -> Any:
-    """The mapper of a mapped class, or the state of a mapped object."""
+    """The mapper of a mapped class, the state of a mapped object, or the
+    ``AliasedInsp`` of an ``aliased()`` class."""
     from asyncsession.orm.state import instance_state
+    from asyncsession.orm.util import entity_insp
 
     if isinstance(subject, type):
         mapper = subject.__dict__.get("__mapper__")
@@ -630,6 +634,9 @@ def inspect(subject: Any) -> Any:
         return mapper
     if isinstance(subject, Mapper):
         return subject
+    aliased = entity_insp(subject)
+    if aliased is not None:
+        return aliased
     if getattr(type(subject), "__mapper__", None) is not None:
         return instance_state(subject)
     raise exc.ArgumentError(f"No inspection is available for {type(subject).__name__!r} objects")

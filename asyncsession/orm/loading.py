@@ -25,6 +25,7 @@ import attrs
 
 from asyncsession import exc
 from asyncsession.orm.state import STATE_KEY, InstanceState
+from asyncsession.orm.util import columns_for, entity_insp
 from asyncsession.sql.elements import ColumnElement
 from asyncsession.sql.selectable import Select
 
@@ -103,13 +104,14 @@ def _column_of(mapper: Mapper, key: str) -> ColumnElement:
 def prepare_select(statement: Select) -> ORMPlan | None:
     """The ORM plan of a SELECT naming mapped classes; None if it names none."""
     entities = statement._entities
-    if not any(mapper_of(e) is not None for e in entities):
+    if not any(mapper_of(e) is not None or entity_insp(e) is not None for e in entities):
         return None
     columns: list[Any] = []
     entries: list[EntityLoad | int] = []
     keys: list[str] = []
     for entity in entities:
-        mapper = mapper_of(entity)
+        aliased = entity_insp(entity)  # aliased(A): A's columns taken from the alias
+        mapper = mapper_of(entity) if aliased is None else aliased.mapper
         if mapper is None:
             entries.append(len(columns))
             columns.append(entity)
@@ -121,8 +123,8 @@ def prepare_select(statement: Select) -> ORMPlan | None:
         attr_keys = tuple(k for k, _ in pairs)
         positions = tuple(start + attr_keys.index(k) for k in mapper.pk_keys)
         entries.append(EntityLoad(mapper, attr_keys, start, positions))
-        columns.extend(c for _, c in pairs)
-        keys.append(mapper.class_.__name__)
+        columns.extend(columns_for(entity, pairs))
+        keys.append(mapper.class_.__name__ if aliased is None else entity._key)
     # The entities' columns name their tables, so FROM is inferred as before.
     return ORMPlan(statement.with_only_columns(*columns), tuple(entries), tuple(keys))
 

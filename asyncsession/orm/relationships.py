@@ -1219,6 +1219,12 @@ def cascade_added(prop: RelationshipProperty[Any], owner: InstanceState, item: A
 class RelationshipAttribute(Generic[_T]):
     """The descriptor of a relationship: ``A.bs`` for queries, ``a.bs`` for the value."""
 
+    # Variants for queries (see orm.relquery): ``a1.bs`` (an aliased parent),
+    # ``A.bs.of_type(b1)`` (an aliased target), ``A.bs.and_(...)`` (more ON criteria).
+    _parent_entity: Any = None
+    _of_type: Any = None
+    _on_criteria: tuple[Any, ...] = ()
+
     def __init__(self, class_: type, key: str, prop: RelationshipProperty[Any]) -> None:
         self.class_ = class_
         self.key = key
@@ -1236,10 +1242,27 @@ class RelationshipAttribute(Generic[_T]):
         return self._configured().entity
 
     def __repr__(self) -> str:
-        return f"<{self.class_.__name__}.{self.key}>"
+        owner = self.class_.__name__
+        if self._parent_entity is not None:
+            owner = f"aliased({owner})"
+        return f"<{owner}.{self.key}>"
 
     def __hash__(self) -> int:
         return id(self)
+
+    def _variant(self, **changes: Any) -> RelationshipAttribute[_T]:
+        """A copy for queries with ``_parent_entity``/``_of_type``/``_on_criteria`` set."""
+        new: RelationshipAttribute[_T] = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        for name, value in changes.items():
+            setattr(new, f"_{name}", value)
+        return new
+
+    def _join_steps(self, froms: Any, right: Any = None, left: Any = None) -> Any:
+        """The SQL layer's join hook: ``select(A).join(A.bs)``; see orm.relquery."""
+        from asyncsession.orm import relquery
+
+        return relquery.join_steps(self, froms, right, left)
 
     def __get__(self, instance: Any, owner: Any) -> Any:
         if instance is None:

@@ -13,6 +13,11 @@ How this works:
   with tables already covered by a join left out. A nested SELECT (scalar
   subquery, EXISTS) leaves out FROM entries that its enclosing SELECT already
   provides: that is correlation, decided by the compiler.
+* A join target (or ON clause) may be an object with a ``_join_steps(froms,
+  right, left)`` method, as ORM relationship attributes are (``join(A.bs)``,
+  ``join(b1, A.bs)``). It gets the FROM list so far, the explicit right side
+  and left side (or None) and returns ``(left, right, onclause)`` steps, which
+  become ordinary joins; this layer knows nothing else about the ORM.
 """
 
 from __future__ import annotations
@@ -745,6 +750,24 @@ class Select(_SelectBase):
         return self.join_from(from_, target, onclause, isouter=True, full=full)
 
     def _add_join(self, spec: tuple[Any, Any, bool, bool, Any]) -> Select:
+        target, onclause, isouter, full, left = spec
+        steps_of = _join_hook(target)
+        right = None
+        if steps_of is not None and onclause is not None:
+            raise exc.ArgumentError(
+                f"join({target!r}, ...) takes no ON clause: the relationship gives it; use "
+                f"join(target, {target!r}) to join an alias along it"
+            )
+        if steps_of is None and onclause is not None:
+            steps_of = _join_hook(onclause)
+            if steps_of is not None:
+                right = _coerce_join_target(target)
+        if steps_of is not None:
+            left_from = _coerce_from(left) if left is not None else None
+            new = self
+            for step_left, step_right, on in steps_of(self.get_final_froms(), right, left_from):
+                new = new._add_join((step_right, on, isouter, full, step_left))
+            return new
         new = self._clone()
         new._setup_joins = (*self._setup_joins, spec)
         # Build the FROM list now so an impossible join fails where it is written,
@@ -961,6 +984,13 @@ def _join_ck(join: tuple[Any, Any, bool, bool, Any], binds: list[BindParameter])
         full,
         _coerce_from(left)._ck(binds) if left is not None else None,
     )
+
+
+def _join_hook(value: Any) -> Any:
+    """The ``_join_steps`` method of a join target that has one (an ORM relationship)."""
+    if getattr(type(value), "_join_steps", None) is None:
+        return None
+    return value._join_steps
 
 
 def _coerce_join_target(target: Any) -> FromClause:

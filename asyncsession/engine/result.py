@@ -790,6 +790,23 @@ class Result(_SyncView[Row[_TP]]):
         """True if the statement returns rows (a SELECT or RETURNING)."""
         return self._shape is not None
 
+    def raw_values(self) -> Sequence[Sequence[Any]]:
+        """The remaining rows as sequences of Python values, without building Rows.
+
+        For consumers that only index rows (the ORM's loader): the driver's rows
+        as they are when no column needs a result processor, else plain tuples.
+        """
+        shape = self._require_shape()
+        raws = self._cursor.take(None)
+        metadata = shape.metadata
+        if not metadata._processed:
+            return raws
+        factory = _converter_factory(len(metadata.keys), metadata._processed)
+        processors = [metadata.processors[i] for i in metadata._processed]
+        make_rows = factory(tuple.__new__, tuple, *processors)[1]
+        values: list[tuple[Any, ...]] = make_rows(raws)
+        return values
+
     def keys(self) -> RMKeyView:
         """The column keys of the rows, in order."""
         return RMKeyView(self._require_shape().metadata.keys)

@@ -1131,7 +1131,7 @@ class AsyncSession:
         self, conn: AsyncConnection, plan: loading.ORMPlan, params: Any, options: Mapping[str, Any]
     ) -> Result[Any]:
         raw = await conn.execute(plan.statement, params)
-        rows = raw.all()
+        rows = raw.raw_values()
         objects = loading.instances(
             plan, rows, self, self.identity_map, bool(options.get("populate_existing"))
         )
@@ -1283,7 +1283,7 @@ class AsyncSession:
             with _io(txn):
                 conn = await self._connection_for(txn, self.get_bind(mapper=mapper))
                 raw = await conn.execute(plan.statement, dict(zip(names, pk, strict=True)))
-            rows = raw.all()
+            rows = raw.raw_values()
             if not rows and state is not None and state.obj_ref() is not None:
                 if not populate_existing and with_for_update is None:
                     # As SQLAlchemy: an expired object whose row is gone was deleted.
@@ -1491,7 +1491,7 @@ class AsyncSession:
                 with _io(txn):
                     conn = await self._connection_for(txn, self.get_bind(mapper=mapper))
                     raw = await conn.execute(plan.statement, dict(zip(names, pk, strict=True)))
-                rows = loading.instances(plan, raw.all(), self, self.identity_map)
+                rows = loading.instances(plan, raw.raw_values(), self, self.identity_map)
                 target = rows[0][0] if rows else None
             elif target is None and not load:
                 if state.modified and state.key is not None:

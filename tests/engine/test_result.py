@@ -1305,3 +1305,16 @@ def test_docs_examples_run(capsys: pytest.CaptureFixture[str]) -> None:
     for block in blocks:
         exec(compile(block, str(page), "exec"), namespace)
     assert capsys.readouterr().out.splitlines() == ["[1, 2]", "[3, 4]", "cursor closed"]
+
+
+def test_raw_values_skip_rows_but_apply_processors() -> None:
+    plain = result()
+    assert plain.raw_values() == ROWS  # the driver's rows as they are
+    assert plain.all() == []  # consumed, as a fetch would
+    processed = Result(meta(score=lambda v: v * 2), list(ROWS))
+    processed.fetchone()
+    values = processed.raw_values()
+    assert values == [(2, "bob", 40), (3, "cy", 60)]  # from the read position on
+    assert all(type(v) is tuple for v in values)
+    with pytest.raises(ResourceClosedError, match=NO_ROWS):
+        Result(None, []).raw_values()

@@ -88,6 +88,12 @@ shortfall raises StaleDataError. Unversioned rows that are already gone only
 warn (:class:`~asyncsession.exc.StaleDataWarning`), when the driver reports a
 row count (not for PostgreSQL's executemany): deleting them was the point.
 
+Row switch. A pending object whose primary key is that of an object deleted in
+the same flush takes over its row, as in SQLAlchemy: one UPDATE of the columns
+the new object sets that differ from the deleted object's loaded values, in
+place of a DELETE and an INSERT (which would clash on the key). The new object
+comes out persistent under that key and the old one deleted.
+
 Not loaded. The planner never loads: a value it needs and does not have (the
 old version of a versioned object, a foreign key needed to order deleted rows
 of a self-referencing table) raises InvalidRequestError naming the attribute;
@@ -270,6 +276,9 @@ class FlushPlan:
     steps: tuple[Step, ...]
     assignments: tuple[tuple[int, tuple[str, ...], tuple[Any, ...]], ...] = ()
     refs: bool = False
+    # (new, deleted) state indexes: a pending object takes over the row of a deleted
+    # one with the same primary key (an UPDATE instead of a DELETE and an INSERT).
+    switches: tuple[tuple[int, int], ...] = ()
 
     @property
     def inserts(self) -> tuple[InsertBatch, ...]:
@@ -542,7 +551,17 @@ _InsertShape = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...], Match]
 
 
 class _Planner:
-    __slots__ = ("deps", "index_of", "infos", "max_params", "overlay", "refs", "shapes", "states")
+    __slots__ = (
+        "deps",
+        "index_of",
+        "infos",
+        "max_params",
+        "overlay",
+        "refs",
+        "shapes",
+        "states",
+        "switches",
+    )
 
     def __init__(self, dialect: Dialect, deps: Dependencies | None = None) -> None:
         self.max_params = max(1, int(dialect.max_bind_params))
@@ -553,6 +572,7 @@ class _Planner:
         self.overlay: dict[InstanceState, dict[str, Any]] = deps.values if deps else {}
         self.index_of: dict[int, int] = {}
         self.refs = False
+        self.switches: list[tuple[int, int]] = []
 
     def _info(self, mapper: Mapper) -> _MapperInfo:
         info = self.infos.get(mapper)
@@ -566,9 +586,18 @@ class _Planner:
         dirty: Sequence[InstanceState],
         deleted: Sequence[InstanceState],
     ) -> FlushPlan:
+        replaced = self._row_switches(new, deleted) if new and deleted else {}
+        if replaced:
+            new = [s for s in new if id(s) not in replaced]
+            taken = {id(old) for _, old in replaced.values()}
+            deleted = [s for s in deleted if id(s) not in taken]
         pending = [self._pending_row(state) for state in new]
         doomed = {id(state) for state in deleted}
         changed = []
+        for replacement, old in replaced.values():
+            switch_row = self._switch_row(replacement, old)
+            if switch_row is not None:
+                changed.append(switch_row)
         if self.overlay:
             seen = {id(state) for state in new}
             dirty = list(dirty)
@@ -626,7 +655,11 @@ class _Planner:
                 for level in levels:
                     deletes.extend(self._delete_steps(level))
         if self.deps is None:
-            return FlushPlan(tuple(self.states), (*inserts, *updates, *deletes))
+            return FlushPlan(
+                tuple(self.states),
+                (*inserts, *updates, *deletes),
+                switches=tuple(self.switches),
+            )
         return self._with_dependencies(inserts, updates, deletes, pending, changed)
 
     def _with_dependencies(
@@ -663,6 +696,7 @@ class _Planner:
             (*inserts, *updates, *post, *association, *deletes),
             tuple(assignments),
             self.refs,
+            tuple(self.switches),
         )
 
     def _post_updates(
@@ -699,6 +733,64 @@ class _Planner:
                 )
             )
         return steps
+
+    # -- row switches ------------------------------------------------------------------
+
+    def _row_switches(
+        self, new: Sequence[InstanceState], deleted: Sequence[InstanceState]
+    ) -> dict[int, tuple[InstanceState, InstanceState]]:
+        """Pending states whose primary key is that of a deleted state: id(new) -> (new, old)."""
+        by_key = {(s.mapper, s.key[1]): s for s in deleted if s.key is not None}
+        out: dict[int, tuple[InstanceState, InstanceState]] = {}
+        for state in new:
+            obj = state.obj_ref()
+            if obj is None:
+                continue
+            pk = state.mapper.primary_key_from_instance(obj)
+            if any(v is None for v in pk):
+                continue
+            old = by_key.pop((state.mapper, pk), None)
+            if old is not None:
+                out[id(state)] = (state, old)
+        return out
+
+    def _switch_row(self, state: InstanceState, old: InstanceState) -> _Row | None:
+        """The UPDATE that turns ``old``'s row into the pending object's (SQLAlchemy's row
+        switch): the columns the new object sets that differ from the loaded ones."""
+        info = self._info(state.mapper)
+        d = _object_dict(state)
+        overlay = self.overlay.get(state) if self.overlay else None
+        if overlay:
+            d = {**d, **overlay}
+        od = _object_dict(old)
+        committed = old.committed_state or {}
+        keys = []
+        for key in info.keys:
+            if key in info.pk_keys or key not in d:
+                continue
+            value = d[key]
+            before = committed[key] if key in committed else od.get(key, NO_VALUE)
+            if (
+                before is NO_VALUE
+                or type(value) is Ref
+                or isinstance(value, ClauseElement)
+                or values_differ(value, before)
+            ):
+                keys.append(key)
+        assert old.key is not None
+        version = NO_VALUE
+        if info.version_key is not None:
+            version = _loaded(old, od, info.version_key, "the version check of its UPDATE")
+        self.states.append(old)
+        old_index = len(self.states) - 1
+        self.states.append(state)
+        index = len(self.states) - 1
+        self.switches.append((index, old_index))
+        if not keys:
+            return None
+        values = tuple([d[k] for k in keys])
+        expressions = any(isinstance(v, ClauseElement) for v in values)
+        return _Row(index, state, info, d, tuple(keys), values, expressions, old.key[1], version)
 
     # -- snapshots of the states -------------------------------------------------------
 
@@ -1443,6 +1535,7 @@ class _Execution:
         updated: list[InstanceState] = []
         deleted: list[InstanceState] = []
         key_changes: list[KeyChange] = []
+        switched = {new for new, _ in self.plan.switches}
         for step in self.plan.steps:
             if isinstance(step, DeleteBatch):
                 deleted.extend(states[i] for i in step.states)
@@ -1466,11 +1559,21 @@ class _Execution:
             for index in step.states:
                 state = states[index]
                 state.commit_all()
+                if index in switched:
+                    continue  # reported as inserted below
                 updated.append(state)
                 if pk_changed and state.key is not None:
                     new_key = mapper.identity_key_from_instance(state.obj_ref())
                     if new_key != state.key:
                         key_changes.append(KeyChange(state, state.key, new_key))
+        for new, old in self.plan.switches:
+            # The pending object now is the row: persistent under the old object's key,
+            # which counts as deleted (SQLAlchemy's row switch).
+            state = states[new]
+            state.commit_all()
+            state.key = states[old].key
+            inserted.append(state)
+            deleted.append(states[old])
         for indexes, keys in self.expire:
             for index in indexes:
                 states[index].expire(keys)

@@ -941,3 +941,31 @@ async def test_mapper_update_and_delete_events(session: AsyncSession) -> None:
 async def test_unknown_mapper_event(session: AsyncSession) -> None:
     with pytest.raises(ArgumentError, match="before_insert"):
         event.listen(User, "before_insrt", lambda *a: None)
+
+
+async def test_delete_then_add_with_the_same_key_is_one_update(
+    session: AsyncSession, statements: list[str]
+) -> None:
+    session.add(User(id=1, name="ann", fullname="Ann Smith"))
+    await session.commit()
+    old = await session.get_one(User, 1)
+    await session.delete(old)
+    new = User(id=1, name="ann2")
+    session.add(new)
+    statements.clear()
+    await session.flush()
+    # A row switch, as SQLAlchemy: no DELETE and INSERT (which would clash on the key).
+    assert [s.split()[0] for s in statements] == ["UPDATE"]
+    assert "fullname" not in statements[0]  # only what the new object sets and changed
+    assert inspect(new).persistent
+    assert inspect(old).deleted
+    assert session.identity_map.get(inspect(new).key) is new
+    await session.rollback()
+    assert inspect(new).transient
+    assert inspect(old).persistent
+    assert (await session.get_one(User, 1)) is old
+    assert old.name == "ann"
+    await session.delete(old)
+    session.add(User(id=1, name="bea"))
+    await session.commit()
+    assert (await session.execute(select(User.name, User.fullname))).all() == [("bea", "Ann Smith")]

@@ -14,7 +14,6 @@ How this works:
 
 from __future__ import annotations
 
-import weakref
 from collections.abc import Iterator
 from typing import Any
 
@@ -25,25 +24,18 @@ from asyncsession.orm.state import InstanceState
 class IdentityMap:
     """Identity key → state, holding unmodified objects weakly."""
 
-    __slots__ = ("__weakref__", "_callback", "_dict", "modified")
+    __slots__ = ("__weakref__", "_dict", "modified")
 
     def __init__(self) -> None:
         self._dict: dict[tuple[Any, ...], InstanceState] = {}
         self.modified: set[InstanceState] = set()
-        # One callback for every entry: the weakref carries its identity key
-        # (KeyedRef), so adding an object allocates no closure. It holds the map weakly.
-        map_ref = weakref.ref(self)
 
-        def cleanup(ref: weakref.KeyedRef[Any, Any]) -> None:
-            identity_map = map_ref()
-            if identity_map is None:
-                return
-            state = identity_map._dict.get(ref.key)
-            if state is not None and state.obj_ref is ref:
-                del identity_map._dict[ref.key]
-                identity_map.modified.discard(state)
-
-        self._callback = cleanup
+    def _forget(self, state: InstanceState) -> None:
+        """``state``'s object was collected (the state's weakref callback)."""
+        key = state.key
+        if key is not None and self._dict.get(key) is state:
+            del self._dict[key]
+        self.modified.discard(state)
 
     def add(self, state: InstanceState) -> None:
         """Register a state with an identity; an existing different object is an error."""
@@ -58,10 +50,8 @@ class IdentityMap:
             )
         self._dict[key] = state
         state.identity_map = self
-        obj = state.obj_ref()
-        state.obj_ref = weakref.KeyedRef(obj, self._callback, key)
         if state.modified:
-            state._strong = obj
+            state._strong = state()
             self.modified.add(state)
 
     def add_loaded(
@@ -71,9 +61,7 @@ class IdentityMap:
 
         The loading hot path: the caller has checked that ``key`` is free.
         """
-        state = InstanceState(
-            obj, mapper, weakref.KeyedRef(obj, self._callback, key), key, session, self
-        )
+        state = InstanceState(obj, mapper, key, session, self)
         self._dict[key] = state
         return state
 

@@ -186,7 +186,6 @@ class AsyncSession:
         self._busy: str | None = None
         self._flushing = False
         self._no_autoflush = 0
-        self._insert_order = itertools.count()
         self.hash_key = next(_session_ids)
         _sessions[self.hash_key] = self
         class_dispatch = type(self)._dispatcher_for("before_flush")
@@ -306,7 +305,6 @@ class AsyncSession:
             self._begin("autobegin")
         if state.key is None:
             state.session = self
-            state.insert_order = next(self._insert_order)
             self._new[state] = obj
             if self._transaction is not None:
                 self._transaction.pending[state] = None

@@ -93,36 +93,55 @@ def values_differ(a: Any, b: Any) -> bool:
         return True
 
 
-class InstanceState:
-    """The ORM's bookkeeping for one mapped object; ``inspect(obj)`` returns it."""
+def _object_gone(state: InstanceState) -> None:
+    """An object was garbage collected: its state leaves the identity map it was in."""
+    identity_map = state.identity_map
+    if identity_map is not None:
+        identity_map._forget(state)
+
+
+class InstanceState(weakref.ref):  # type: ignore[type-arg]
+    """The ORM's bookkeeping for one mapped object; ``inspect(obj)`` returns it.
+
+    The state *is* the weak reference to its object (``state()``, or
+    ``state.obj_ref()``): one allocation fewer per object than a state holding a
+    separate weakref. Equality and hashing are by identity, never the object's.
+    """
 
     __slots__ = (
-        "__weakref__",
         "_deleted",
         "_strong",
         "committed_state",
         "expired_attributes",
         "identity_map",
-        "insert_order",
         "key",
         "load_options",
         "mapper",
         "modified",
-        "obj_ref",
         "session",
     )
+
+    __hash__ = object.__hash__
+
+    def __eq__(self, other: object) -> bool:
+        return self is other
+
+    def __ne__(self, other: object) -> bool:
+        return self is not other
+
+    def __new__(cls, obj: Any, *args: Any, **kwargs: Any) -> InstanceState:
+        return weakref.ref.__new__(cls, obj, _object_gone)
 
     def __init__(
         self,
         obj: Any,
         mapper: Mapper,
-        obj_ref: Callable[[], Any] | None = None,
         key: tuple[Any, ...] | None = None,
         session: Any = None,
         identity_map: IdentityMap | None = None,
     ) -> None:
+        super().__init__(obj, _object_gone)  # type: ignore[call-arg]
         self.mapper = mapper
-        self.obj_ref: Callable[[], Any] = weakref.ref(obj) if obj_ref is None else obj_ref
         self.key: tuple[Any, ...] | None = key
         self.session: Any = session
         self.identity_map: IdentityMap | None = identity_map
@@ -131,8 +150,12 @@ class InstanceState:
         self.modified = False
         self._deleted = False
         self._strong: Any = None
-        self.insert_order = 0
         self.load_options: Any = None
+
+    @property
+    def obj_ref(self) -> Callable[[], Any]:
+        """The weak reference to the object: the state itself."""
+        return self
 
     # -- lifecycle flags --------------------------------------------------------
     @property

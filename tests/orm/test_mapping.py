@@ -449,3 +449,26 @@ def test_inspect_rejects_unmapped_things() -> None:
     with pytest.raises(ArgumentError, match="No inspection is available"):
         inspect(Plain())
     assert isinstance(MetaData(), MetaData)
+
+
+def test_states_compare_by_identity_whatever_the_objects_do() -> None:
+    class Base(DeclarativeBase):
+        pass
+
+    class Point(Base):
+        __tablename__ = "points"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        x: Mapped[int]
+
+        def __eq__(self, other: object) -> bool:  # value equality: unhashable objects
+            return isinstance(other, Point) and other.x == self.x
+
+        __hash__ = None  # type: ignore[assignment]
+
+    a, b = Point(id=1, x=5), Point(id=2, x=5)
+    assert a == b
+    sa, sb = instance_state(a), instance_state(b)
+    assert sa != sb
+    assert len({sa, sb}) == 2  # states hash by identity, not by the unhashable objects
+    assert sa() is a
+    assert sa.obj_ref() is a

@@ -537,6 +537,8 @@ class SessionMachine(RuleBasedStateMachine):
                 # identity map when it was expunged meanwhile, while it stays
                 # detached. asyncsession restores the key and leaves the map alone.
                 session.identity_map.safe_discard(state)
+        # asyncsession inserts pending objects in the order they were (last) added.
+        add_order = {id(s): i for i, s in enumerate(self.ours._new)}
         for pair in self.pairs:
             state = sa.inspect(pair.theirs)
             if state.transient and state._deleted:
@@ -549,7 +551,7 @@ class SessionMachine(RuleBasedStateMachine):
                 # SQLAlchemy numbers pending objects by len(session.new) at add(),
                 # so one expunged and added again can tie with another and the
                 # INSERT order is then arbitrary. asyncsession counts every add().
-                state.insert_order = inspect(pair.ours).insert_order
+                state.insert_order = add_order.get(id(inspect(pair.ours)), -1)
         self.null_inserted_attributes()
 
     def null_inserted_attributes(self) -> None:

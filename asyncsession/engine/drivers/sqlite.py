@@ -131,19 +131,22 @@ class SQLiteConnection:
         calls = self._calls
         token = calls.last = _Token()
 
-        def run() -> _T:
+        def run() -> list[_T]:
             if token.interrupted:
                 raise sqlite3.OperationalError("interrupted before it started")
             calls.active = token
             try:
-                return fn(*args)
+                return [fn(*args)]
             finally:
                 calls.active = None
 
         # aiosqlite's queue-a-function-on-my-thread primitive (untyped upstream).
         run_on_thread: Any = self.raw._execute
-        result: _T = await run_on_thread(run)
-        return result
+        # The result comes in a box that is emptied here: aiosqlite's worker thread
+        # keeps its last result referenced until the next call, and with a box
+        # that is an empty list, not every row of the last query.
+        box: list[_T] = await run_on_thread(run)
+        return box.pop()
 
     async def execute(
         self, sql: str, params: Sequence[Any], returns_rows: bool | None

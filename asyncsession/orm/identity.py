@@ -2,12 +2,17 @@
 
 How this works:
 
-* Keys are ``(class, primary key tuple, identity_token)``. The map holds
-  states; a state holds its object weakly, so an unmodified persistent object
-  that the program drops is collected and leaves the map (a weakref callback
-  removes it). A modified object is held strongly by its state (see
-  ``InstanceState.record_change``) until its changes are flushed and
-  committed, so changes are never lost to the garbage collector.
+* Identity keys are ``(class, primary key tuple, identity_token)`` in every
+  API. Inside, the map keeps one dict per class, keyed by the *identity*: the
+  primary key value itself for a one-column key, the tuple for a composite
+  one (see ``InstanceState.key``). So holding an object costs no key tuples,
+  and the loader looks rows up without building one.
+* The map holds states; a state is a weak reference to its object, so an
+  unmodified persistent object that the program drops is collected and leaves
+  the map (the state's weakref callback removes it). A modified object is
+  held strongly by its state (see ``InstanceState.record_change``) until its
+  changes are flushed and committed, so changes are never lost to the garbage
+  collector.
 * ``modified`` is the set of states with recorded changes: the dirty
   candidates a flush inspects, so a flush never scans the whole map.
 """
@@ -21,54 +26,74 @@ from asyncsession import exc
 from asyncsession.orm.state import InstanceState
 
 
+def ident_of(key: tuple[Any, ...]) -> Any:
+    """The identity in a key: the bare value of a one-column primary key, else the tuple."""
+    pk = key[1]
+    return pk[0] if len(pk) == 1 else pk
+
+
 class IdentityMap:
     """Identity key → state, holding unmodified objects weakly."""
 
-    __slots__ = ("__weakref__", "_dict", "modified")
+    __slots__ = ("__weakref__", "_by_class", "modified")
 
     def __init__(self) -> None:
-        self._dict: dict[tuple[Any, ...], InstanceState] = {}
+        self._by_class: dict[type, dict[Any, InstanceState]] = {}
         self.modified: set[InstanceState] = set()
+
+    def states_of(self, cls: type) -> dict[Any, InstanceState]:
+        """The identity → state dict of one class (created empty): the loader's lookup."""
+        found = self._by_class.get(cls)
+        if found is None:
+            found = self._by_class[cls] = {}
+        return found
 
     def _forget(self, state: InstanceState) -> None:
         """``state``'s object was collected (the state's weakref callback)."""
-        key = state.key
-        if key is not None and self._dict.get(key) is state:
-            del self._dict[key]
+        ident = state._ident
+        if ident is not None:
+            states = self._by_class.get(state.mapper.class_)
+            if states is not None and states.get(ident) is state:
+                del states[ident]
         self.modified.discard(state)
 
     def add(self, state: InstanceState) -> None:
         """Register a state with an identity; an existing different object is an error."""
-        key = state.key
-        assert key is not None
-        existing = self._dict.get(key)
-        if existing is not None and existing is not state and existing.obj_ref() is not None:
+        ident = state._ident
+        assert ident is not None
+        states = self.states_of(state.mapper.class_)
+        existing = states.get(ident)
+        if existing is not None and existing is not state and existing() is not None:
             raise exc.InvalidRequestError(
                 f"Can't attach instance {state.mapper.class_.__name__} with identity "
-                f"{key[1]!r}: another instance with the same key is already in this "
+                f"{state.identity!r}: another instance with the same key is already in this "
                 "session; merge() it instead"
             )
-        self._dict[key] = state
+        states[ident] = state
         state.identity_map = self
         if state.modified:
             state._strong = state()
             self.modified.add(state)
 
     def add_loaded(
-        self, obj: Any, mapper: Any, key: tuple[Any, ...], session: Any
+        self, obj: Any, mapper: Any, ident: Any, session: Any, states: dict[Any, InstanceState]
     ) -> InstanceState:
-        """The state of an object just built from a row, registered under ``key``.
+        """The state of an object just built from a row, registered under ``ident``.
 
-        The loading hot path: the caller has checked that ``key`` is free.
+        The loading hot path: ``states`` is ``states_of(mapper.class_)`` and the
+        caller has checked that ``ident`` is free.
         """
-        state = InstanceState(obj, mapper, key, session, self)
-        self._dict[key] = state
+        state = InstanceState(obj, mapper, None, session, self)
+        state._ident = ident
+        states[ident] = state
         return state
 
     def remove(self, state: InstanceState) -> None:
-        key = state.key
-        if key is not None and self._dict.get(key) is state:
-            del self._dict[key]
+        ident = state._ident
+        if ident is not None:
+            states = self._by_class.get(state.mapper.class_)
+            if states is not None and states.get(ident) is state:
+                del states[ident]
         self.modified.discard(state)
         state.identity_map = None
 
@@ -78,17 +103,26 @@ class IdentityMap:
         state.key = new_key
         self.add(state)
 
+    def _lookup(self, key: tuple[Any, ...]) -> InstanceState | None:
+        states = self._by_class.get(key[0])
+        if states is None:
+            return None
+        try:
+            return states.get(ident_of(key))
+        except TypeError:  # an unhashable value can't be a key
+            return None
+
     def get_state(self, key: tuple[Any, ...]) -> InstanceState | None:
-        state = self._dict.get(key)
-        if state is not None and state.obj_ref() is None:
+        state = self._lookup(key)
+        if state is not None and state() is None:
             return None
         return state
 
     def get(self, key: tuple[Any, ...], default: Any = None) -> Any:
-        state = self._dict.get(key)
+        state = self._lookup(key)
         if state is None:
             return default
-        obj = state.obj_ref()
+        obj = state()
         return default if obj is None else obj
 
     def __getitem__(self, key: tuple[Any, ...]) -> Any:
@@ -100,25 +134,29 @@ class IdentityMap:
     def __contains__(self, key: object) -> bool:
         return self.get(key) is not None  # type: ignore[arg-type]
 
+    def _all(self) -> list[InstanceState]:
+        return [s for states in self._by_class.values() for s in states.values()]
+
     def states(self) -> list[InstanceState]:
-        return [s for s in self._dict.values() if s.obj_ref() is not None]
+        return [s for s in self._all() if s() is not None]
 
     def values(self) -> list[Any]:
         out = []
-        for state in list(self._dict.values()):
-            obj = state.obj_ref()
+        for state in self._all():
+            obj = state()
             if obj is not None:
                 out.append(obj)
         return out
 
     def keys(self) -> list[tuple[Any, ...]]:
-        return [k for k, s in self._dict.items() if s.obj_ref() is not None]
+        return [key for key, _ in self.items()]
 
     def items(self) -> list[tuple[tuple[Any, ...], Any]]:
         out = []
-        for key, state in list(self._dict.items()):
-            obj = state.obj_ref()
-            if obj is not None:
+        for state in self._all():
+            obj = state()
+            key = state.key
+            if obj is not None and key is not None:
                 out.append((key, obj))
         return out
 
@@ -126,12 +164,12 @@ class IdentityMap:
         return iter(self.keys())
 
     def __len__(self) -> int:
-        return sum(1 for s in self._dict.values() if s.obj_ref() is not None)
+        return sum(1 for s in self._all() if s() is not None)
 
     def clear(self) -> list[InstanceState]:
-        states = list(self._dict.values())
+        states = self._all()
         for state in states:
             state.identity_map = None
-        self._dict.clear()
+        self._by_class.clear()
         self.modified.clear()
         return states

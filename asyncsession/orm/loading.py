@@ -211,25 +211,24 @@ def _entity_loader(
     start, end = entry.start, entry.end
     positions = entry.pk_positions
     single_pk = positions[0] if len(positions) == 1 else None
-    existing_states = identity_map._dict
+    # Looked up by identity (the bare key value for a one-column key): no key tuple.
+    existing_states = identity_map.states_of(cls)
     new = cls.__new__
     add_loaded = identity_map.add_loaded
     whole_row = start == 0 and end == width
 
     def load(row: Sequence[Any]) -> Any:
         if single_pk is not None:
-            pk_value = row[single_pk]
-            if pk_value is None:
+            ident = row[single_pk]
+            if ident is None:
                 return None  # an outer join found no row for this entity
-            key = (cls, (pk_value,), None)
         else:
-            pk = tuple(row[i] for i in positions)
-            if all(v is None for v in pk):
+            ident = tuple([row[i] for i in positions])
+            if all(v is None for v in ident):
                 return None
-            key = (cls, pk, None)
-        state = existing_states.get(key)
+        state = existing_states.get(ident)
         if state is not None:
-            obj = state.obj_ref()
+            obj = state()
             if obj is not None:
                 if not state._deleted:
                     _refresh_existing(state, obj, keys, row[start:end], populate_existing)
@@ -237,7 +236,7 @@ def _entity_loader(
         obj = new(cls)
         d = obj.__dict__
         d.update(zip(keys, row if whole_row else row[start:end], strict=True))
-        d[STATE_KEY] = add_loaded(obj, mapper, key, session)
+        d[STATE_KEY] = add_loaded(obj, mapper, ident, session, existing_states)
         return obj
 
     return load

@@ -2094,12 +2094,12 @@ def make_transient_to_detached(obj: Any) -> None:
     state = instance_state(obj)
     if state.session is not None or state.key is not None:
         raise exc.InvalidRequestError(f"{_describe(state)} is not transient")
-    state.key = state.mapper.identity_key_from_instance(obj)
-    if any(v is None for v in state.key[1]):
-        state.key = None
+    key = state.mapper.identity_key_from_instance(obj)
+    if any(v is None for v in key[1]):
         raise exc.InvalidRequestError(
             f"{_describe(state)} has no complete primary key; it can't become detached"
         )
+    state.key = key
     state.commit_all()
 
 

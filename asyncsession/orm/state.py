@@ -110,11 +110,11 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
 
     __slots__ = (
         "_deleted",
+        "_ident",
         "_strong",
         "committed_state",
         "expired_attributes",
         "identity_map",
-        "key",
         "load_options",
         "mapper",
         "modified",
@@ -142,7 +142,9 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
     ) -> None:
         super().__init__(obj, _object_gone)  # type: ignore[call-arg]
         self.mapper = mapper
-        self.key: tuple[Any, ...] | None = key
+        # The identity: the primary key value (one column) or tuple (several), or
+        # None before the object has a row. ``key`` is built from it on demand.
+        self._ident: Any = None if key is None else (key[1][0] if len(key[1]) == 1 else key[1])
         self.session: Any = session
         self.identity_map: IdentityMap | None = identity_map
         self.committed_state: dict[str, Any] | None = None
@@ -157,22 +159,35 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
         """The weak reference to the object: the state itself."""
         return self
 
+    @property
+    def key(self) -> tuple[Any, ...] | None:
+        """The identity key ``(class, primary key tuple, None)``, or None without a row."""
+        ident = self._ident
+        if ident is None:
+            return None
+        mapper = self.mapper
+        return (mapper.class_, (ident,) if len(mapper.pk_keys) == 1 else ident, None)
+
+    @key.setter
+    def key(self, key: tuple[Any, ...] | None) -> None:
+        self._ident = None if key is None else (key[1][0] if len(key[1]) == 1 else key[1])
+
     # -- lifecycle flags --------------------------------------------------------
     @property
     def transient(self) -> bool:
-        return self.key is None and self.session is None
+        return self._ident is None and self.session is None
 
     @property
     def pending(self) -> bool:
-        return self.key is None and self.session is not None
+        return self._ident is None and self.session is not None
 
     @property
     def persistent(self) -> bool:
-        return self.key is not None and self.session is not None and not self._deleted
+        return self._ident is not None and self.session is not None and not self._deleted
 
     @property
     def deleted(self) -> bool:
-        return self.key is not None and self.session is not None and self._deleted
+        return self._ident is not None and self.session is not None and self._deleted
 
     @property
     def was_deleted(self) -> bool:
@@ -180,16 +195,19 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
 
     @property
     def detached(self) -> bool:
-        return self.key is not None and self.session is None
+        return self._ident is not None and self.session is None
 
     @property
     def has_identity(self) -> bool:
-        return self.key is not None
+        return self._ident is not None
 
     @property
     def identity(self) -> tuple[Any, ...] | None:
         """The primary key tuple, or None before the object is flushed."""
-        return self.key[1] if self.key is not None else None
+        ident = self._ident
+        if ident is None:
+            return None
+        return (ident,) if len(self.mapper.pk_keys) == 1 else ident
 
     @property
     def identity_key(self) -> tuple[Any, ...] | None:

@@ -102,7 +102,7 @@ class Dependencies:
         )
 
 
-def _value(state: InstanceState, key: str, why: str) -> Any:
+def _value(state: InstanceState, key: str, why: Any) -> Any:
     """What ``key`` of ``state`` is (or will be, once inserted)."""
     obj = state.obj_ref()
     d = obj.__dict__ if obj is not None else {}
@@ -116,9 +116,23 @@ def _value(state: InstanceState, key: str, why: str) -> Any:
     if value is NO_VALUE:
         raise exc.InvalidRequestError(
             f"Can't flush: {state.mapper.class_.__name__}.{key} is not loaded and the flush "
-            f"needs it ({why}). Load it first, e.g. with `await session.refresh(obj, [{key!r}])`."
+            f"needs it ({why() if callable(why) else why}). Load it first, e.g. with "
+            f"`await session.refresh(obj, [{key!r}])`."
         )
     return value
+
+
+class _Why:
+    """Why the flush needs a value: the message is built only if it is missing."""
+
+    __slots__ = ("prop", "what")
+
+    def __init__(self, what: str, prop: RelationshipProperty[Any]) -> None:
+        self.what = what
+        self.prop = prop
+
+    def __call__(self) -> str:
+        return f"{self.what} {self.prop.describe()}"
 
 
 def sync_relationships(
@@ -137,6 +151,7 @@ class _Sync:
         self.nulls: list[tuple[InstanceState, RelationshipProperty[Any], InstanceState]] = []
         self.seen_rows: set[Any] = set()
         self.edges: set[tuple[Table, Table]] = set()
+        self.edged: set[RelationshipProperty[Any]] = set()
 
     def run(
         self,
@@ -173,6 +188,9 @@ class _Sync:
         slot.update(zip(keys, values, strict=True))
 
     def _edge(self, parent: Table, child: Table, prop: RelationshipProperty[Any]) -> None:
+        if prop in self.edged:
+            return
+        self.edged.add(prop)
         if not prop.post_update and parent is not child:
             self.edges.add((parent, child))
 
@@ -184,7 +202,7 @@ class _Sync:
         inserting: bool,
     ) -> None:
         assert prop.secondary is not None
-        why = f"the association row of {prop.describe()}"
+        why = _Why("the association row of", prop)
         columns = tuple(fk for _, fk in prop.pairs) + tuple(fk for _, fk in prop.secondary_pairs)
         values = tuple(_value(parent, k, why) for k in prop.local_keys) + tuple(
             _value(child, k, why) for k in prop.remote_keys
@@ -210,26 +228,31 @@ class _Sync:
             changed = bool(committed) and key in committed  # type: ignore[operator]
             if not changed and not (pending and key in d):
                 continue
-            history = relationship_history(state, prop)
-            if pending:
-                added = history.added + history.unchanged
-                removed: tuple[Any, ...] = history.deleted
+            removed: tuple[Any, ...]
+            if pending and (not changed or not members(committed[key])):  # type: ignore[index]
+                # New, and nothing loaded before: everything it holds is added.
+                added, removed = tuple(members(d.get(key, NO_VALUE))), ()
             else:
-                added, removed = history.added, history.deleted
+                history = relationship_history(state, prop)
+                if pending:
+                    added = history.added + history.unchanged
+                    removed = history.deleted
+                else:
+                    added, removed = history.added, history.deleted
             direction = prop.direction
             if direction is MANYTOONE:
                 if prop.uselist:
                     continue
                 if added:
                     target = _state_of(added[0], prop)
-                    why = f"the foreign key of {prop.describe()}"
+                    why = _Why("the foreign key of", prop)
                     values = [_value(target, k, why) for k in prop.remote_keys]
                     self._assign(state, prop, prop.local_keys, values)
                     self._edge(prop.target, prop.parent.local_table, prop)
                 elif removed and not pending:
                     self._assign(state, prop, prop.local_keys, [None] * len(prop.local_keys))
             elif direction is ONETOMANY:
-                why = f"the foreign keys of the members of {prop.describe()}"
+                why = _Why("the foreign keys of the members of", prop)
                 if added:
                     values = [_value(state, k, why) for k in prop.local_keys]
                     for item in added:
@@ -300,7 +323,7 @@ class _Sync:
         if child.key is not None:
             # Only if it still points at this parent (as loaded).
             d = obj.__dict__
-            why = f"the foreign keys of the members of {prop.describe()}"
+            why = _Why("the foreign keys of the members of", prop)
             mine = [_value(parent, k, why) for k in prop.local_keys]
             theirs = [d.get(k, NO_VALUE) for k in keys]
             if all(v is not NO_VALUE for v in theirs) and any(

@@ -17,13 +17,13 @@ How this works:
 
 from __future__ import annotations
 
-import gc
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from asyncsession import exc
+from asyncsession.orm._gcpause import paused
 from asyncsession.orm.state import STATE_KEY, InstanceState
 from asyncsession.orm.util import columns_for, entity_insp
 from asyncsession.sql.elements import ColumnElement
@@ -140,25 +140,14 @@ def instances(
     return row_loader(plan, session, identity_map, populate_existing)(rows)
 
 
-# Building many objects allocates several tracked containers per row (object,
-# __dict__, state), and the cyclic collector would run dozens of times during one
-# large load while finding nothing to free (everything just built is alive). So a
-# load of this many rows or more runs with the collector paused; it runs again
-# right after, and nothing in a load awaits or calls user code.
-GC_PAUSE_ROWS = 256
-
-
 def _paused_gc(
     load: Callable[[Sequence[Sequence[Any]]], list[tuple[Any, ...]]],
 ) -> Callable[[Sequence[Sequence[Any]]], list[tuple[Any, ...]]]:
+    """``load`` with the cyclic collector paused for large batches (see orm._gcpause)."""
+
     def run(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
-        if len(rows) < GC_PAUSE_ROWS or not gc.isenabled():
+        with paused(len(rows)):
             return load(rows)
-        gc.disable()
-        try:
-            return load(rows)
-        finally:
-            gc.enable()
 
     return run
 

@@ -39,6 +39,7 @@ from asyncsession.engine.base import AsyncConnection, AsyncEngine
 from asyncsession.engine.events import Dispatcher
 from asyncsession.engine.result import AsyncResult, AsyncScalarResult, Result, ResultMetaData
 from asyncsession.orm import loading, strategies
+from asyncsession.orm._gcpause import paused
 from asyncsession.orm.dependency import sync_relationships
 from asyncsession.orm.identity import IdentityMap
 from asyncsession.orm.mapper import mapper_for_table
@@ -59,7 +60,7 @@ from asyncsession.orm.transaction import (
     TxState,
     join_mode,
 )
-from asyncsession.orm.unitofwork import execute_flush, plan_flush
+from asyncsession.orm.unitofwork import FlushOutcome, execute_flush, plan_flush
 from asyncsession.sql.dml import Delete, Update
 from asyncsession.sql.elements import ClauseElement, bindparam
 from asyncsession.sql.selectable import Select, select
@@ -777,15 +778,39 @@ class AsyncSession:
                 for s in list(self.identity_map.modified)
                 if s not in self._deleted and s.changed_keys()
             ]
-            dependencies = sync_relationships(new, dirty, deleted)
+            with paused(len(new) + len(dirty) + len(deleted)):
+                dependencies = sync_relationships(new, dirty, deleted)
         bind = self.get_bind(mapper=(new or dirty or deleted)[0].mapper)
         conn = await self._connection_for(txn, bind)
         await self._fire_mapper_events("before", conn, new, dirty, deleted)
-        plan = plan_flush(new, dirty, deleted, conn.dialect, dependencies)
+        with paused(len(new) + len(dirty) + len(deleted)):
+            plan = plan_flush(new, dirty, deleted, conn.dialect, dependencies)
         outcome = await execute_flush(plan, conn)
         # Success: move the states. No await from here on.
+        with paused(len(plan.states)):
+            # Held until the after_flush events ran: unmodified objects are only weakly
+            # held by the identity map.
+            flushed = self._settle_flush(outcome, txn, dirty, dependencies is not None)
+        await self._fire_mapper_events(
+            "after", conn, list(outcome.inserted), list(outcome.updated), list(outcome.deleted)
+        )
+        if dispatch.has("after_flush"):
+            await dispatch.fire("after_flush", self, None)
+        if dispatch.has("after_flush_postexec"):
+            await dispatch.fire("after_flush_postexec", self, None)
+        del flushed
+
+    def _settle_flush(
+        self,
+        outcome: FlushOutcome,
+        txn: SessionTransaction,
+        dirty: list[InstanceState],
+        relationships: bool,
+    ) -> list[Any]:
+        """Move the states after a successful flush; returns the inserted objects."""
+        flushed = []
         for state in outcome.inserted:
-            obj = self._new.pop(state, None)  # noqa: F841 - alive until the map holds it
+            flushed.append(self._new.pop(state, None))
             key = state.key  # execute_flush() gave it its identity key
             assert key is not None
             # The INSERT succeeded, so an object still mapped under this key has
@@ -806,19 +831,13 @@ class AsyncSession:
             self.identity_map.remove(state)
             state._deleted = True
             txn.deleted[state] = None
-        if dependencies is not None:
+        if relationships:
             # Objects whose only changes were to relationships: flushed too.
             for state in dirty:
                 if state.modified and not state._deleted:
                     state.commit_all()
                     txn.dirty.add(state)
-        await self._fire_mapper_events(
-            "after", conn, list(outcome.inserted), list(outcome.updated), list(outcome.deleted)
-        )
-        if dispatch.has("after_flush"):
-            await dispatch.fire("after_flush", self, None)
-        if dispatch.has("after_flush_postexec"):
-            await dispatch.fire("after_flush_postexec", self, None)
+        return flushed
 
     async def _fire_mapper_events(
         self,

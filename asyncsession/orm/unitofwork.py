@@ -116,6 +116,7 @@ import attrs
 from asyncsession import exc
 from asyncsession.engine.base import AsyncConnection
 from asyncsession.orm import topological
+from asyncsession.orm._gcpause import paused
 from asyncsession.orm.dependency import AssociationRow, Dependencies, Ref
 from asyncsession.orm.mapper import Mapper
 from asyncsession.orm.state import NO_VALUE, InstanceState, values_differ
@@ -1735,6 +1736,7 @@ async def execute_flush(plan: FlushPlan, conn: AsyncConnection) -> FlushOutcome:
             await execution.post_update(step)
         else:
             await execution.association(step)
-    outcome = execution.apply()
+    with paused(len(plan.states)):
+        outcome = execution.apply()
     del objects
     return outcome

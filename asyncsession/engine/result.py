@@ -590,23 +590,60 @@ class _View(Generic[_R]):
 # ------------------------------------------------------------------ buffered results
 
 
+class _SyncCursor(Protocol):
+    """What a blocking view reads through, shared by the views of one result.
+
+    ``buffer[pos:]`` are the raw rows in hand. A buffered result has them all;
+    the sync facade's streamed results pull them a chunk at a time (``fill``).
+    """
+
+    pos: int
+
+    @property
+    def buffer(self) -> Sequence[Any]: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    @property
+    def fetch_size(self) -> int | None:
+        """The default size of ``fetchmany()`` and ``partitions()`` (None: all)."""
+        ...
+
+    def take(self, size: int | None) -> Sequence[Any]:
+        """Up to ``size`` raw rows from ``pos`` on (all remaining if None)."""
+        ...
+
+    def fill(self) -> bool:
+        """Replace the read buffer with the next chunk (``pos`` 0); False at the end."""
+        ...
+
+    def close(self) -> None: ...
+
+    def yield_per(self, num: int) -> None: ...
+
+
 @final
 class _BufferedCursor:
     """Rows already in memory, and the read position shared by all views."""
 
-    __slots__ = ("closed", "default_size", "pos", "rows")
+    __slots__ = ("buffer", "closed", "default_size", "pos")
 
     def __init__(self, rows: Sequence[Any]) -> None:
-        self.rows = rows
+        self.buffer = rows
         self.pos = 0
         self.closed = False
         self.default_size: int | None = None
+
+    @property
+    def fetch_size(self) -> int | None:
+        return self.default_size
 
     def take(self, size: int | None) -> Sequence[Any]:
         if self.closed:
             raise ResourceClosedError(_CLOSED)
         pos = self.pos
-        rows = self.rows
+        rows = self.buffer
         if size is None:
             chunk = rows if pos == 0 else rows[pos:]
         else:
@@ -614,13 +651,22 @@ class _BufferedCursor:
         self.pos = pos + len(chunk)
         return chunk
 
+    def fill(self) -> bool:
+        return False  # every row is in the buffer
+
+    def close(self) -> None:
+        self.closed = True
+
+    def yield_per(self, num: int) -> None:
+        self.default_size = num  # the rows are already buffered: nothing else changes
+
 
 class _SyncView(_View[_R]):
-    """Fetch methods of a buffered view; all reads go through the shared cursor."""
+    """Fetch methods of a blocking view; all reads go through the shared cursor."""
 
     __slots__ = ("_cursor",)
 
-    _cursor: _BufferedCursor
+    _cursor: _SyncCursor
 
     def _fetch(self, size: int | None) -> list[_R]:
         """Up to ``size`` objects (all remaining if None), after dedupe."""
@@ -638,12 +684,14 @@ class _SyncView(_View[_R]):
 
     @property
     def closed(self) -> bool:
-        """True once the result was closed (explicitly, or by first()/one()/...)."""
+        """True once the result was closed (explicitly, by first()/one()/..., or,
+        for a stream, because a fetch failed or was interrupted)."""
         return self._cursor.closed
 
     def close(self) -> None:
-        """Close the result; later fetches raise :class:`ResourceClosedError`."""
-        self._cursor.closed = True
+        """Close the result (and a stream's server-side cursor); later fetches raise
+        :class:`ResourceClosedError`."""
+        self._cursor.close()
 
     def __enter__(self) -> Self:
         return self
@@ -657,21 +705,23 @@ class _SyncView(_View[_R]):
         self.close()
 
     def yield_per(self, num: int) -> Self:
-        """Set the default size of ``fetchmany()`` and ``partitions()``.
+        """Set the default size of ``fetchmany()`` and ``partitions()``; a stream
+        also pulls that many rows per round trip. Returns self.
 
-        The rows are already buffered, so nothing else changes. Returns self.
+        A buffered result has every row already, so nothing else changes.
         """
         _check_size(num, "yield_per()")
-        self._cursor.default_size = num
+        self._cursor.yield_per(num)
         return self
 
     def fetchmany(self, size: int | None = None) -> list[_R]:
         """The next ``size`` objects (fewer at the end, ``[]`` when exhausted).
 
-        Without a size: the ``yield_per()`` size if set, else all remaining.
+        Without a size: the ``yield_per()`` size if set, else all remaining
+        (a stream: its chunk size).
         """
         if size is None:
-            size = self._cursor.default_size
+            size = self._cursor.fetch_size
         elif size < 0:
             raise ArgumentError(f"fetchmany() size must not be negative, not {size!r}")
         return self._fetch(size)
@@ -681,17 +731,18 @@ class _SyncView(_View[_R]):
         return self._fetch(None)
 
     def all(self) -> list[_R]:
-        """All remaining objects (the result stays open, now exhausted)."""
+        """All remaining objects (the result is then exhausted)."""
         return self._fetch(None)
 
     def partitions(self, size: int | None = None) -> Iterator[list[_R]]:
         """Iterate over lists of ``size`` objects (the last may be shorter).
 
-        Without a size: the ``yield_per()`` size if set, else one list of all.
+        Without a size: the ``yield_per()`` size if set, else one list of all
+        (a stream: its chunk size).
         """
         _check_size(size, "partitions()")
         self._require_shape()
-        return self._partitions(size or self._cursor.default_size)
+        return self._partitions(size or self._cursor.fetch_size)
 
     def _partitions(self, size: int | None) -> Iterator[list[_R]]:
         while partition := self._fetch(size):
@@ -736,14 +787,17 @@ class _SyncView(_View[_R]):
                 raise ResourceClosedError(_CLOSED)
             shape = self._require_shape()
             start = cursor.pos
-            raws = cursor.rows[start : start + _ITER_CHUNK]
+            buffer = cursor.buffer
+            raws = buffer[start : start + _ITER_CHUNK]
             if not raws:
-                return
+                if not cursor.fill():
+                    return
+                continue
             seen = self._seen
             key = shape.unique_key
             position = start
             for out in shape.convert(raws):
-                if cursor.pos != position or cursor.closed:
+                if cursor.pos != position or cursor.buffer is not buffer or cursor.closed:
                     break
                 position += 1
                 cursor.pos = position
@@ -761,7 +815,67 @@ class _SyncView(_View[_R]):
         return outs[0]
 
 
-class Result(_SyncView[Row[_TP]]):
+class _RowView(_SyncView[Row[_TP]]):
+    """The methods of a blocking view of rows, buffered (:class:`Result`) or
+    streamed (the sync facade's ``StreamedResult``)."""
+
+    __slots__ = ()
+
+    def keys(self) -> RMKeyView:
+        """The column keys of the rows, in order."""
+        return RMKeyView(self._require_shape().metadata.keys)
+
+    def tuples(self) -> Self:
+        """This result; its rows are tuples already (for typing parity)."""
+        return self
+
+    @property
+    def t(self) -> Self:
+        """This result (synonym of :meth:`tuples`)."""
+        return self
+
+    def fetchone(self) -> Row[_TP] | None:
+        """The next row, or None when exhausted."""
+        outs = self._fetch(1)
+        return outs[0] if outs else None
+
+    @overload
+    def scalar(self: _RowView[tuple[_T]]) -> _T | None: ...
+    @overload
+    def scalar(self) -> Any: ...
+    def scalar(self) -> Any:
+        """The first column of the first row, or None; then close the result."""
+        row = self.first()
+        return None if row is None else row[0]
+
+    @overload
+    def scalar_one(self: _RowView[tuple[_T]]) -> _T: ...
+    @overload
+    def scalar_one(self) -> Any: ...
+    def scalar_one(self) -> Any:
+        """The only row's first column; raises as :meth:`one`. Closes the result.
+
+        ``unique()`` applies to whole rows here, as in :meth:`one`, not to the
+        first column's values (that is ``scalars().one()``).
+        """
+        return self.one()[0]
+
+    @overload
+    def scalar_one_or_none(self: _RowView[tuple[_T]]) -> _T | None: ...
+    @overload
+    def scalar_one_or_none(self) -> Any: ...
+    def scalar_one_or_none(self) -> Any:
+        """The only row's first column or None; raises as :meth:`one_or_none`."""
+        row = self.one_or_none()
+        return None if row is None else row[0]
+
+    def freeze(self) -> FrozenResult[_TP]:
+        """Consume the remaining rows into a reusable :class:`FrozenResult`."""
+        keys = self._require_shape().metadata.keys
+        return FrozenResult(keys, self._fetch(None))
+
+
+class Result(_RowView[_TP]):
     """A buffered result: every row is in memory, read through this object.
 
     Built by the engine as ``Result(metadata, raw_rows, rowcount=n)``;
@@ -807,24 +921,6 @@ class Result(_SyncView[Row[_TP]]):
         values: list[tuple[Any, ...]] = make_rows(raws)
         return values
 
-    def keys(self) -> RMKeyView:
-        """The column keys of the rows, in order."""
-        return RMKeyView(self._require_shape().metadata.keys)
-
-    def tuples(self) -> Self:
-        """This result; its rows are tuples already (for typing parity)."""
-        return self
-
-    @property
-    def t(self) -> Self:
-        """This result (synonym of :meth:`tuples`)."""
-        return self
-
-    def fetchone(self) -> Row[_TP] | None:
-        """The next row, or None when exhausted."""
-        outs = self._fetch(1)
-        return outs[0] if outs else None
-
     def columns(self, *keys_or_indexes: str | int) -> Result[Any]:
         """A result over the named columns, in the order given.
 
@@ -850,60 +946,21 @@ class Result(_SyncView[Row[_TP]]):
         """A result yielding :class:`RowMapping` objects instead of rows."""
         return MappingResult(self._cursor, self._require_shape().as_mappings())
 
-    @overload
-    def scalar(self: Result[tuple[_T]]) -> _T | None: ...
-    @overload
-    def scalar(self) -> Any: ...
-    def scalar(self) -> Any:
-        """The first column of the first row, or None; then close the result."""
-        row = self.first()
-        return None if row is None else row[0]
-
-    @overload
-    def scalar_one(self: Result[tuple[_T]]) -> _T: ...
-    @overload
-    def scalar_one(self) -> Any: ...
-    def scalar_one(self) -> Any:
-        """The only row's first column; raises as :meth:`one`. Closes the result.
-
-        ``unique()`` applies to whole rows here, as in :meth:`one`, not to the
-        first column's values (that is ``scalars().one()``).
-        """
-        return self.one()[0]
-
-    @overload
-    def scalar_one_or_none(self: Result[tuple[_T]]) -> _T | None: ...
-    @overload
-    def scalar_one_or_none(self) -> Any: ...
-    def scalar_one_or_none(self) -> Any:
-        """The only row's first column or None; raises as :meth:`one_or_none`."""
-        row = self.one_or_none()
-        return None if row is None else row[0]
-
-    def freeze(self) -> FrozenResult[_TP]:
-        """Consume the remaining rows into a reusable :class:`FrozenResult`."""
-        keys = self._require_shape().metadata.keys
-        return FrozenResult(keys, self._fetch(None))
-
 
 class ScalarResult(_SyncView[_T]):
     """Yields one column of each row of a :class:`Result` (``result.scalars()``)."""
 
     __slots__ = ()
 
-    def __init__(self, cursor: _BufferedCursor, shape: _Shape) -> None:
+    def __init__(self, cursor: _SyncCursor, shape: _Shape) -> None:
         self._cursor = cursor
         self._init_view(shape)
 
 
-class MappingResult(_SyncView[RowMapping]):
-    """Yields a :class:`RowMapping` per row of a :class:`Result` (``result.mappings()``)."""
+class _MappingView(_SyncView[RowMapping]):
+    """The methods of a blocking view of mappings, buffered or streamed."""
 
     __slots__ = ()
-
-    def __init__(self, cursor: _BufferedCursor, shape: _Shape) -> None:
-        self._cursor = cursor
-        self._init_view(shape)
 
     def keys(self) -> RMKeyView:
         """The column keys, in order."""
@@ -913,6 +970,16 @@ class MappingResult(_SyncView[RowMapping]):
         """The next mapping, or None when exhausted."""
         outs = self._fetch(1)
         return outs[0] if outs else None
+
+
+class MappingResult(_MappingView):
+    """Yields a :class:`RowMapping` per row of a :class:`Result` (``result.mappings()``)."""
+
+    __slots__ = ()
+
+    def __init__(self, cursor: _SyncCursor, shape: _Shape) -> None:
+        self._cursor = cursor
+        self._init_view(shape)
 
     def columns(self, *keys_or_indexes: str | int) -> MappingResult:
         """Mappings over the named columns only, sharing this result's position."""

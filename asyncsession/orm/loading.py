@@ -229,6 +229,14 @@ def _refresh_existing(
     if populate_existing:
         for key, value in zip(keys, values, strict=True):
             d[key] = value
+        if committed and not committed.keys() <= set(keys):
+            # Unflushed relationship changes are not the row's to overwrite: keep
+            # their history (the flush needs it), settle the columns.
+            for key in keys:
+                committed.pop(key, None)
+            if state.expired_attributes:
+                state.expired_attributes.difference_update(keys)
+            return
         state.commit_all()
         state.expired_attributes = None
         return

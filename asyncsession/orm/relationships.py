@@ -315,7 +315,7 @@ class RelationshipProperty(Generic[_T]):
             if callable(order) and not isinstance(order, ColumnElement):
                 order = order()
             if isinstance(order, str):
-                order = getattr(self.entity, order)
+                order = self._resolve_order_by(order, where)
             self.order_by = tuple(order) if isinstance(order, (list, tuple)) else (order,)
         if self.direction is MANYTOONE:
             pk = {id(c) for c in self.mapper.primary_key}
@@ -323,6 +323,16 @@ class RelationshipProperty(Generic[_T]):
                 id(ref) in pk for ref, _ in self.pairs
             )
         self.configured = True
+
+    def _resolve_order_by(self, name: str, where: str) -> Any:
+        """``order_by="name"`` or ``"Target.name"``: an attribute of the target class."""
+        owner, _, attr = name.strip().rpartition(".")
+        cls = _lookup_class(self.parent, owner) if owner else self.entity
+        if cls is not self.entity or attr not in self.mapper.column_attrs:
+            raise exc.ArgumentError(
+                f"{where}: order_by={name!r} must name a column attribute of {self.entity.__name__}"
+            )
+        return getattr(self.entity, attr)
 
     def _resolve_target(self, where: str) -> Mapper:
         arg = self.argument

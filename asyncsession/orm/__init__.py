@@ -17,6 +17,7 @@ from asyncsession.orm.decl import (
     synonym,
 )
 from asyncsession.orm.mapper import Mapper
+from asyncsession.orm.relationships import relationship
 from asyncsession.orm.session import (
     AsyncAttrs,
     AsyncSession,
@@ -30,6 +31,20 @@ from asyncsession.orm.session import (
     object_session,
 )
 from asyncsession.orm.state import NO_VALUE, AttributeState, History, InstanceState
+from asyncsession.orm.strategy_options import (
+    Load,
+    contains_eager,
+    defaultload,
+    defer,
+    joinedload,
+    lazyload,
+    load_only,
+    noload,
+    raiseload,
+    selectinload,
+    subqueryload,
+    undefer,
+)
 from asyncsession.orm.transaction import SessionTransaction, TxState
 
 __all__ = [
@@ -41,6 +56,7 @@ __all__ = [
     "History",
     "InstanceState",
     "InstrumentedAttribute",
+    "Load",
     "Mapped",
     "MappedColumn",
     "Mapper",
@@ -52,14 +68,26 @@ __all__ = [
     "async_sessionmaker",
     "close_all_sessions",
     "column_property",
+    "contains_eager",
     "declared_attr",
+    "defaultload",
+    "defer",
     "deferred",
     "get_history",
     "inspect",
+    "joinedload",
+    "lazyload",
+    "load_only",
     "make_transient",
     "make_transient_to_detached",
     "mapped_column",
+    "noload",
     "object_session",
+    "raiseload",
     "registry",
+    "relationship",
+    "selectinload",
+    "subqueryload",
     "synonym",
+    "undefer",
 ]

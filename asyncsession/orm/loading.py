@@ -13,26 +13,65 @@ How this works:
   ``populate_existing`` asks to overwrite what was loaded.
 * Building objects is the hot path: ``cls.__new__``, one ``dict.update`` of
   the loaded values, a state, an identity-map entry. No descriptor runs.
+* Loader options (``strategy_options``) and relationship defaults shape the
+  plan: column options choose each entity's columns; joined eager loads add
+  an aliased LEFT OUTER (or INNER) JOIN and the target's columns after the
+  statement's own, and the loader fills the relationship from those columns
+  of every row (a joined collection repeats its parent, so the result must be
+  ``unique()``d); ``contains_eager`` does the same from columns of a join the
+  statement has. What needs more SQL (selectin loads) is left, as a list of
+  (level, objects), for the session to await after the rows are loaded;
+  ``noload`` and the ``raiseload``/``lazyload`` marks apply at once.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import copy
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from asyncsession import exc
+from asyncsession.orm import strategy_options as so
+from asyncsession.orm.relationships import (
+    MANYTOMANY,
+    RelationshipProperty,
+    ensure_configured,
+)
 from asyncsession.orm.state import STATE_KEY, InstanceState
-from asyncsession.sql.elements import ColumnElement
-from asyncsession.sql.selectable import Select
+from asyncsession.orm.strategies import store
+from asyncsession.sql.elements import (
+    BinaryExpression,
+    BooleanClauseList,
+    ColumnElement,
+    Grouping,
+    UnaryExpression,
+    and_,
+)
+from asyncsession.sql.schema import Column
+from asyncsession.sql.selectable import Alias, FromClause, Select
 
 if TYPE_CHECKING:
     from asyncsession.orm.identity import IdentityMap
     from asyncsession.orm.mapper import Mapper
 
 
-@attrs.frozen
+@attrs.frozen(eq=False)
+class Level:
+    """What loading does for the objects of one entity besides their columns."""
+
+    selectin: tuple[tuple[RelationshipProperty[Any], so.LoadContext], ...] = ()
+    noload: tuple[RelationshipProperty[Any], ...] = ()
+    marks: Mapping[str, str] | None = None  # relationship key -> "raise" / "select"
+    joined: tuple[JoinedLoad, ...] = ()
+
+    @property
+    def immediate(self) -> bool:
+        return bool(self.noload or self.marks)
+
+
+@attrs.frozen(eq=False)
 class EntityLoad:
     """Where one mapped entity's columns are in a row and which attributes they fill."""
 
@@ -40,19 +79,30 @@ class EntityLoad:
     keys: tuple[str, ...]
     start: int
     pk_positions: tuple[int, ...]
+    level: Level | None = None
 
     @property
     def end(self) -> int:
         return self.start + len(self.keys)
 
 
-@attrs.frozen
+@attrs.frozen(eq=False)
+class JoinedLoad:
+    """A relationship filled from the same rows: the target's columns are ``entity``'s."""
+
+    prop: RelationshipProperty[Any]
+    entity: EntityLoad
+
+
+@attrs.frozen(eq=False)
 class ORMPlan:
     """A statement ready for the engine plus how to turn its rows into results."""
 
     statement: Any
     entries: tuple[EntityLoad | int, ...]  # an EntityLoad, or the row index of a column
     keys: tuple[str, ...]  # result keys: entity class names and column keys
+    needs_unique: bool = False  # joined eager collections: the result must be unique()d
+    joined_collections: bool = False
 
     @property
     def single_entity(self) -> EntityLoad | None:
@@ -71,18 +121,23 @@ def mapper_of(entity: Any) -> Mapper | None:
 
 
 def load_columns(
-    mapper: Mapper, only: Iterable[str] | None = None, undefer: Iterable[str] = ()
+    mapper: Mapper,
+    only: Iterable[str] | None = None,
+    undefer: Iterable[str] = (),
+    defer: Iterable[str] = (),
 ) -> tuple[tuple[str, ColumnElement], ...]:
-    """(key, column) pairs an entity loads: defaults, or ``only`` (+ the primary key)."""
+    """(key, column) pairs an entity loads: defaults, or ``only`` (+ the primary key),
+    with ``undefer`` added and ``defer`` left out (never the primary key)."""
     if only is None:
         extra = [k for k in undefer if k in mapper.deferred_keys]
-        if not extra:
+        dropped = set(defer) - set(mapper.pk_keys)
+        if not extra and not dropped:
             return mapper.default_load
         wanted = set(extra)
-        return mapper.default_load + tuple(
+        return tuple((k, c) for k, c in mapper.default_load if k not in dropped) + tuple(
             (k, _column_of(mapper, k)) for k in mapper.attrs if k in wanted
         )
-    wanted = set(only) | set(mapper.pk_keys)
+    wanted = (set(only) | set(undefer)) - set(defer) | set(mapper.pk_keys)
     unknown = wanted - set(mapper.column_attrs) - set(mapper.expression_attrs)
     if unknown:
         raise exc.ArgumentError(
@@ -99,31 +154,226 @@ def _column_of(mapper: Mapper, key: str) -> ColumnElement:
     return column
 
 
-def prepare_select(statement: Select) -> ORMPlan | None:
-    """The ORM plan of a SELECT naming mapped classes; None if it names none."""
+def prepare_select(statement: Select, stream: bool = False) -> ORMPlan | None:
+    """The ORM plan of a SELECT naming mapped classes; None if it names none.
+
+    Applies the statement's loader options and the relationships' defaults.
+    Raises ArgumentError for options that don't fit the statement, and
+    InvalidRequestError for what can't be done (a joined collection in a
+    ``stream`` or with LIMIT/OFFSET), before any SQL runs.
+    """
     entities = statement._entities
-    if not any(mapper_of(e) is not None for e in entities):
+    mappers = [mapper_of(e) for e in entities]
+    if all(m is None for m in mappers):
+        if statement._with_options:
+            raise exc.ArgumentError(
+                "Loader options need an entity in the SELECT list (select(User), not only "
+                "columns); this statement selects none"
+            )
         return None
-    columns: list[Any] = []
+    contexts = so.contexts_for(statement._with_options, mappers)
+    builder = _Builder(stream)
     entries: list[EntityLoad | int] = []
     keys: list[str] = []
-    for entity in entities:
-        mapper = mapper_of(entity)
+    pending: list[tuple[int, list[tuple[RelationshipProperty[Any], str, bool]]]] = []
+    for entity, mapper, ctx in zip(entities, mappers, contexts, strict=True):
         if mapper is None:
-            entries.append(len(columns))
-            columns.append(entity)
+            entries.append(len(builder.columns))
+            builder.columns.append(entity)
             key = getattr(entity, "key", None)
             keys.append(key if isinstance(key, str) else f"column_{len(keys)}")
             continue
-        pairs = load_columns(mapper)
-        start = len(columns)
-        attr_keys = tuple(k for k, _ in pairs)
-        positions = tuple(start + attr_keys.index(k) for k in mapper.pk_keys)
-        entries.append(EntityLoad(mapper, attr_keys, start, positions))
-        columns.extend(c for _, c in pairs)
+        assert ctx is not None
+        load, joined = builder.entity(mapper, ctx, None, (len(entries),))
+        pending.append((len(entries), joined))
+        entries.append(load)
         keys.append(mapper.class_.__name__)
+    # Joined targets' columns go after every entity of the statement's own.
+    for index, joined in pending:
+        entry = entries[index]
+        if joined and isinstance(entry, EntityLoad):
+            ctx = contexts[index]
+            assert ctx is not None
+            entries[index] = builder.expand(entry, ctx, None, (index,), joined, False)
+    limited = statement._limit is not None or statement._offset is not None
+    if builder.joined_collections and limited:
+        raise exc.InvalidRequestError(
+            "joinedload() of a collection can't be combined with LIMIT/OFFSET here (the "
+            "limit would count joined rows, not parents); use selectinload() for it"
+        )
     # The entities' columns name their tables, so FROM is inferred as before.
-    return ORMPlan(statement.with_only_columns(*columns), tuple(entries), tuple(keys))
+    new = statement.with_only_columns(*builder.columns)
+    for left, right, onclause, outer in builder.joins:
+        new = new.join_from(left, right, onclause, isouter=outer)
+    if builder.order_by:
+        new = new.order_by(*builder.order_by)
+    return ORMPlan(
+        new,
+        tuple(entries),
+        tuple(keys),
+        builder.needs_unique,
+        builder.joined_collections,
+    )
+
+
+# Aliases of joined eager targets, one per (entity position, relationship path): the
+# same statement shape gets the same aliases, so its compiled SQL is cached.
+_ALIASES: dict[tuple[Any, ...], tuple[Alias, Alias | None]] = {}
+
+
+class _Builder:
+    """Collects the columns, joins and ORDER BY terms of one ORM plan."""
+
+    def __init__(self, stream: bool) -> None:
+        self.stream = stream
+        self.columns: list[Any] = []
+        self.joins: list[tuple[Any, Any, Any, bool]] = []
+        self.order_by: list[Any] = []
+        self.needs_unique = False
+        self.joined_collections = False
+
+    def entity(
+        self,
+        mapper: Mapper,
+        ctx: so.LoadContext,
+        from_: FromClause | None,
+        key: tuple[Any, ...],
+    ) -> tuple[EntityLoad, list[tuple[RelationshipProperty[Any], str, bool]]]:
+        """Add the columns of an entity read from ``from_`` (its table when None)."""
+        selectin: list[tuple[RelationshipProperty[Any], so.LoadContext]] = []
+        noload: list[RelationshipProperty[Any]] = []
+        marks: dict[str, str] = {}
+        joined: list[tuple[RelationshipProperty[Any], str, bool]] = []
+        needed: set[str] = set()
+        if mapper.relationships:
+            ensure_configured(mapper)
+            for prop in mapper.relationships.values():
+                strategy, innerjoin = ctx.strategy(prop)
+                if strategy is None:
+                    continue
+                default = so._DEFAULTS[prop.lazy]
+                if strategy == so.SELECTIN:
+                    selectin.append((prop, ctx.child(prop)))
+                    needed.update(prop.local_keys)
+                elif strategy in (so.JOINED, so.CONTAINS_EAGER):
+                    joined.append((prop, strategy, innerjoin))
+                elif strategy == so.NOLOAD:
+                    noload.append(prop)
+                elif strategy != default:
+                    marks[prop.key] = strategy  # raiseload() / lazyload() over the default
+        spec = ctx.column_spec()
+        only = spec.only
+        if only is not None:
+            only = only | needed
+        pairs = load_columns(mapper, only, spec.undefer, spec.defer - needed)
+        start = len(self.columns)
+        attr_keys = tuple(k for k, _ in pairs)
+        if from_ is None:
+            self.columns.extend(c for _, c in pairs)
+        else:
+            self.columns.extend(_adapt(c, mapper.local_table, from_) for _, c in pairs)
+        positions = tuple(start + attr_keys.index(k) for k in mapper.pk_keys)
+        level = None
+        if selectin or noload or marks:
+            level = Level(tuple(selectin), tuple(noload), marks or None)
+        return EntityLoad(mapper, attr_keys, start, positions, level), joined
+
+    def expand(
+        self,
+        load: EntityLoad,
+        ctx: so.LoadContext,
+        from_: FromClause | None,
+        key: tuple[Any, ...],
+        joined: list[tuple[RelationshipProperty[Any], str, bool]],
+        outer: bool,
+    ) -> EntityLoad:
+        """``load`` with its joined relationships planned (their columns added now)."""
+        loads = []
+        parent_from: FromClause = from_ if from_ is not None else load.mapper.local_table
+        for prop, strategy, innerjoin in joined:
+            if prop.uselist:
+                if self.stream:
+                    raise exc.InvalidRequestError(
+                        f"Can't stream with {strategy}() of the collection {prop.describe()}: a "
+                        "parent's rows may span chunks. Use selectinload() for it, or "
+                        "execute() instead of stream()."
+                    )
+                self.needs_unique = True
+                self.joined_collections = True
+            child_ctx = ctx.child(prop)
+            child_key = (*key, prop)
+            child_outer = outer or not innerjoin
+            if strategy == so.JOINED:
+                target = self._join(prop, parent_from, child_key, child_outer)
+            else:
+                target = prop.target
+            child, grandchildren = self.entity(prop.mapper, child_ctx, target, child_key)
+            if grandchildren:
+                child = self.expand(child, child_ctx, target, child_key, grandchildren, child_outer)
+            loads.append(JoinedLoad(prop, child))
+        level = load.level or Level()
+        return attrs.evolve(load, level=attrs.evolve(level, joined=tuple(loads)))
+
+    def _join(
+        self, prop: RelationshipProperty[Any], parent: FromClause, key: tuple[Any, ...], outer: bool
+    ) -> FromClause:
+        if prop.extra_criteria:
+            raise exc.InvalidRequestError(
+                f"joinedload({prop.describe()}): relationships with a custom primaryjoin "
+                "can't be joined-loaded yet; use selectinload() for it"
+            )
+        found = _ALIASES.get(key)
+        if found is None:
+            secondary = prop.secondary.alias() if prop.secondary is not None else None
+            found = _ALIASES[key] = (prop.target.alias(), secondary)
+        target, secondary = found
+        if prop.direction is MANYTOMANY:
+            assert secondary is not None
+            to_secondary = and_(
+                *(parent.c[ref.key] == secondary.c[fk.key] for ref, fk in prop.pairs)
+            )
+            to_target = and_(
+                *(target.c[ref.key] == secondary.c[fk.key] for ref, fk in prop.secondary_pairs)
+            )
+            self.joins.append((parent, secondary, to_secondary, outer))
+            self.joins.append((secondary, target, to_target, outer))
+        else:
+            on = prop.join_condition(None if parent is prop.parent.local_table else parent, target)
+            self.joins.append((parent, target, on, outer))
+        if prop.uselist and prop.order_by:
+            self.order_by.extend(_adapt(c, prop.target, target) for c in prop.order_by)
+        return target
+
+
+def _adapt(expr: Any, table: Any, alias: FromClause) -> Any:
+    """``expr`` with the columns of ``table`` replaced by ``alias``'s (pure, copies nodes)."""
+    if alias is table:
+        return expr
+    if isinstance(expr, Column):
+        return alias.c[expr.key] if expr.table is table else expr
+    if hasattr(expr, "__clause_element__") and not isinstance(expr, ColumnElement):
+        return _adapt(expr.__clause_element__(), table, alias)
+    if isinstance(expr, BinaryExpression):
+        new = copy.copy(expr)
+        new.left = _adapt(expr.left, table, alias)
+        new.right = _adapt(expr.right, table, alias)
+        return new
+    if isinstance(expr, (UnaryExpression, Grouping)):
+        new_unary = copy.copy(expr)
+        new_unary.element = _adapt(expr.element, table, alias)
+        return new_unary
+    if isinstance(expr, BooleanClauseList):
+        new_list = copy.copy(expr)
+        new_list.clauses = tuple(_adapt(c, table, alias) for c in expr.clauses)
+        return new_list
+    if hasattr(expr, "column") and isinstance(expr.column, Column):
+        return _adapt(expr.column, table, alias)
+    if not list(expr.get_children()):
+        return expr
+    raise exc.InvalidRequestError(
+        f"Can't load {expr!r:.60} through an alias of {table.name}; use selectinload() "
+        "for this relationship"
+    )
 
 
 def instances(
@@ -133,8 +383,46 @@ def instances(
     identity_map: IdentityMap,
     populate_existing: bool = False,
 ) -> list[tuple[Any, ...]]:
-    """Rows of objects (and plain values) for ``rows`` of ``plan.statement``."""
+    """Rows of objects (and plain values) for ``rows`` of ``plan.statement``.
+
+    Selectin loads the plan asks for are not done here (they need IO): use
+    :func:`row_loader` and hand its ``post`` work to the session.
+    """
     return row_loader(plan, session, identity_map, populate_existing)(rows)
+
+
+PostWork = list[tuple[Level, list[Any]]]
+
+
+class RowLoader:
+    """Turns rows of ``plan.statement`` into rows of objects; callable once per chunk.
+
+    :func:`instances` applies it to every row at once; a streamed result applies
+    it to each chunk as it arrives, so both go through the same loader. After
+    each call, ``post`` holds the (level, objects) whose selectin loads the
+    session must still await.
+    """
+
+    __slots__ = ("_after", "_load", "post")
+
+    def __init__(
+        self,
+        load: Callable[[Sequence[Sequence[Any]]], list[tuple[Any, ...]]],
+        after: Callable[[Sequence[Sequence[Any]], list[tuple[Any, ...]], PostWork], None] | None,
+    ) -> None:
+        self._load = load
+        self._after = after
+        self.post: PostWork = []
+
+    def __call__(self, rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+        out = self._load(rows)
+        if self._after is not None:
+            self._after(rows, out, self.post)
+        return out
+
+    def take_post(self) -> PostWork:
+        post, self.post = self.post, []
+        return post
 
 
 def row_loader(
@@ -142,26 +430,23 @@ def row_loader(
     session: Any,
     identity_map: IdentityMap,
     populate_existing: bool = False,
-) -> Callable[[Sequence[Sequence[Any]]], list[tuple[Any, ...]]]:
-    """A function turning rows of ``plan.statement`` into rows of objects.
-
-    :func:`instances` applies it to every row at once; a streamed result applies
-    it to each chunk as it arrives, so both go through the same loader.
-    """
-    width = sum(len(e.keys) if isinstance(e, EntityLoad) else 1 for e in plan.entries)
+) -> RowLoader:
+    """A :class:`RowLoader` for ``plan`` (see there)."""
+    width = len(plan.statement._columns)
     loaders = [
         _entity_loader(entry, session, identity_map, populate_existing, width)
         if isinstance(entry, EntityLoad)
         else entry
         for entry in plan.entries
     ]
+    after = _after_loader(plan, session, identity_map, populate_existing, width)
     if len(loaders) == 1 and not isinstance(loaders[0], int):
         load = loaders[0]
 
         def load_single(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
             return [(load(row),) for row in rows]
 
-        return load_single
+        return RowLoader(load_single, after)
 
     def load_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         return [
@@ -169,7 +454,118 @@ def row_loader(
             for row in rows
         ]
 
-    return load_rows
+    return RowLoader(load_rows, after)
+
+
+def _after_loader(
+    plan: ORMPlan,
+    session: Any,
+    identity_map: IdentityMap,
+    populate_existing: bool,
+    width: int,
+) -> Callable[[Sequence[Sequence[Any]], list[tuple[Any, ...]], PostWork], None] | None:
+    """What to do with a chunk's objects once they exist: joined, noload, marks, selectin."""
+    work: list[tuple[int, Level, list[_JoinedCollector]]] = []
+    for index, entry in enumerate(plan.entries):
+        if isinstance(entry, EntityLoad) and entry.level is not None:
+            collectors = [
+                _JoinedCollector(jl, session, identity_map, populate_existing, width)
+                for jl in entry.level.joined
+            ]
+            work.append((index, entry.level, collectors))
+    if not work:
+        return None
+
+    def after(rows: Sequence[Sequence[Any]], out: list[tuple[Any, ...]], post: PostWork) -> None:
+        for index, level, collectors in work:
+            if collectors:
+                for row, loaded in zip(rows, out, strict=True):
+                    parent = loaded[index]
+                    for collector in collectors:
+                        collector.collect(parent, row)
+                for collector in collectors:
+                    collector.finish(post)
+            if level.immediate or level.selectin:
+                seen: dict[int, Any] = {}
+                for loaded in out:
+                    obj = loaded[index]
+                    if obj is not None:
+                        seen[id(obj)] = obj
+                objects = list(seen.values())
+                apply_level(level, objects, populate_existing)
+                if level.selectin:
+                    post.append((level, objects))
+
+    return after
+
+
+def apply_level(level: Level, objects: Sequence[Any], populate_existing: bool) -> None:
+    """The no-IO part of a level: ``noload`` values and ``raiseload``/``lazyload`` marks."""
+    marks = level.marks
+    for obj in objects:
+        state: InstanceState = obj.__dict__[STATE_KEY]
+        for prop in level.noload:
+            store(state, prop, [] if prop.uselist else None, populate_existing)
+        if marks is not None:
+            state.load_options = marks
+
+
+class _JoinedCollector:
+    """Gathers one joined relationship's members row by row, then stores them."""
+
+    __slots__ = ("_acc", "_children", "_level", "_load", "_populate_existing", "_prop", "_subs")
+
+    def __init__(
+        self,
+        joined: JoinedLoad,
+        session: Any,
+        identity_map: IdentityMap,
+        populate_existing: bool,
+        width: int,
+    ) -> None:
+        self._prop = joined.prop
+        self._load = _entity_loader(joined.entity, session, identity_map, populate_existing, width)
+        self._populate_existing = populate_existing
+        self._level = joined.entity.level
+        self._subs = [
+            _JoinedCollector(sub, session, identity_map, populate_existing, width)
+            for sub in (self._level.joined if self._level is not None else ())
+        ]
+        self._acc: dict[int, tuple[Any, list[Any], set[int]]] = {}
+        self._children: dict[int, Any] = {}
+
+    def collect(self, parent: Any, row: Sequence[Any]) -> None:
+        if parent is None:
+            return
+        entry = self._acc.get(id(parent))
+        if entry is None:
+            entry = self._acc[id(parent)] = (parent, [], set())
+        child = self._load(row)
+        if child is None:
+            return
+        if id(child) not in entry[2]:
+            entry[2].add(id(child))
+            entry[1].append(child)
+        self._children[id(child)] = child
+        for sub in self._subs:
+            sub.collect(child, row)
+
+    def finish(self, post: PostWork) -> None:
+        prop = self._prop
+        populate_existing = self._populate_existing
+        for parent, items, _ in self._acc.values():
+            value = items if prop.uselist else (items[0] if items else None)
+            store(parent.__dict__[STATE_KEY], prop, value, populate_existing)
+        self._acc.clear()
+        level = self._level
+        if level is not None and (level.immediate or level.selectin):
+            objects = list(self._children.values())
+            apply_level(level, objects, populate_existing)
+            if level.selectin:
+                post.append((level, objects))
+        self._children.clear()
+        for sub in self._subs:
+            sub.finish(post)
 
 
 def _entity_loader(

@@ -1253,14 +1253,18 @@ class RelationshipAttribute(Generic[_T]):
             if found is not NO_VALUE:
                 d[self.key] = found
                 return found
-        if prop.lazy == "noload":
+        lazy = prop.lazy
+        marks = state.load_options  # raiseload()/lazyload() of the query that loaded it
+        if marks is not None:
+            lazy = marks.get(self.key, lazy)
+        if lazy == "noload":
             value = make_collection(state, prop) if prop.uselist else None
             d[self.key] = value
             return value
         loader = implicit_loader.get()
-        if loader is not None and prop.lazy not in ("raise", "raise_on_sql"):
+        if loader is not None and lazy not in ("raise", "raise_on_sql"):
             return loader(state, self.key)
-        raise unloaded_relationship_error(state, prop)
+        raise unloaded_relationship_error(state, prop, lazy)
 
     def __set__(self, instance: Any, value: Any) -> None:
         prop = self.property
@@ -1370,12 +1374,16 @@ class RelationshipAttribute(Generic[_T]):
 
 
 def unloaded_relationship_error(
-    state: InstanceState, prop: RelationshipProperty[Any]
+    state: InstanceState, prop: RelationshipProperty[Any], lazy: str | None = None
 ) -> exc.UnloadedAttributeError:
     cls = state.mapper.class_.__name__
     key = prop.key
-    if prop.lazy in ("raise", "raise_on_sql"):
-        why = f" (it is lazy={prop.lazy!r})"
+    if lazy is None:
+        lazy = prop.lazy
+    if lazy != prop.lazy and lazy in ("raise", "raise_on_sql"):
+        why = " (the query that loaded it said raiseload())"
+    elif lazy in ("raise", "raise_on_sql"):
+        why = f" (it is lazy={lazy!r})"
     else:
         why = ""
     return exc.UnloadedAttributeError(

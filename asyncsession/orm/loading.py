@@ -434,7 +434,9 @@ def row_loader(
     """A :class:`RowLoader` for ``plan`` (see there)."""
     width = len(plan.statement._columns)
     loaders = [
-        _entity_loader(entry, session, identity_map, populate_existing, width)
+        _entity_loader(
+            entry, session, identity_map, populate_existing, width, plan.joined_collections
+        )
         if isinstance(entry, EntityLoad)
         else entry
         for entry in plan.entries
@@ -479,11 +481,9 @@ def _after_loader(
     def after(rows: Sequence[Sequence[Any]], out: list[tuple[Any, ...]], post: PostWork) -> None:
         for index, level, collectors in work:
             if collectors:
-                for row, loaded in zip(rows, out, strict=True):
-                    parent = loaded[index]
-                    for collector in collectors:
-                        collector.collect(parent, row)
+                parents = [loaded[index] for loaded in out]
                 for collector in collectors:
+                    collector.collect_rows(parents, rows)
                     collector.finish(post)
             if level.immediate or level.selectin:
                 seen: dict[int, Any] = {}
@@ -524,46 +524,68 @@ class _JoinedCollector:
         width: int,
     ) -> None:
         self._prop = joined.prop
-        self._load = _entity_loader(joined.entity, session, identity_map, populate_existing, width)
+        level = self._level = joined.entity.level
+        # Rows repeat a child when a collection below it multiplies them.
+        repeats = level is not None and any(sub.prop.uselist for sub in level.joined)
+        self._load = _entity_loader(
+            joined.entity, session, identity_map, populate_existing, width, repeats
+        )
         self._populate_existing = populate_existing
-        self._level = joined.entity.level
         self._subs = [
             _JoinedCollector(sub, session, identity_map, populate_existing, width)
-            for sub in (self._level.joined if self._level is not None else ())
+            for sub in (level.joined if level is not None else ())
         ]
-        self._acc: dict[int, tuple[Any, list[Any], set[int]]] = {}
-        self._children: dict[int, Any] = {}
+        # id(parent) -> (parent, {id(member): member}): members in row order, once each.
+        self._acc: dict[int, tuple[Any, dict[int, Any]]] = {}
+
+    def collect_rows(self, parents: Sequence[Any], rows: Sequence[Sequence[Any]]) -> None:
+        """:meth:`collect` for each (parent, row), in one loop (the hot path)."""
+        if self._subs:
+            for parent, row in zip(parents, rows, strict=True):
+                self.collect(parent, row)
+            return
+        acc = self._acc
+        load = self._load
+        for parent, row in zip(parents, rows, strict=True):
+            if parent is None:
+                continue
+            entry = acc.get(id(parent))
+            if entry is None:
+                entry = acc[id(parent)] = (parent, {})
+            child = load(row)
+            if child is not None:
+                entry[1][id(child)] = child
 
     def collect(self, parent: Any, row: Sequence[Any]) -> None:
         if parent is None:
             return
         entry = self._acc.get(id(parent))
         if entry is None:
-            entry = self._acc[id(parent)] = (parent, [], set())
+            entry = self._acc[id(parent)] = (parent, {})
         child = self._load(row)
         if child is None:
             return
-        if id(child) not in entry[2]:
-            entry[2].add(id(child))
-            entry[1].append(child)
-        self._children[id(child)] = child
+        entry[1][id(child)] = child
         for sub in self._subs:
             sub.collect(child, row)
 
     def finish(self, post: PostWork) -> None:
         prop = self._prop
         populate_existing = self._populate_existing
-        for parent, items, _ in self._acc.values():
-            value = items if prop.uselist else (items[0] if items else None)
+        uselist = prop.uselist
+        children: dict[int, Any] = {}
+        for parent, members in self._acc.values():
+            items = list(members.values())
+            children.update(members)
+            value = items if uselist else (items[0] if items else None)
             store(parent.__dict__[STATE_KEY], prop, value, populate_existing)
         self._acc.clear()
         level = self._level
         if level is not None and (level.immediate or level.selectin):
-            objects = list(self._children.values())
+            objects = list(children.values())
             apply_level(level, objects, populate_existing)
             if level.selectin:
                 post.append((level, objects))
-        self._children.clear()
         for sub in self._subs:
             sub.finish(post)
 
@@ -574,7 +596,13 @@ def _entity_loader(
     identity_map: IdentityMap,
     populate_existing: bool,
     width: int,
+    repeats: bool = False,
 ) -> Any:
+    """A function from a row to the entity's object (None when its key is all NULL).
+
+    ``repeats``: the rows repeat objects (joined collections), so each key is
+    resolved once per load and later rows of it are answered from a memo.
+    """
     mapper = entry.mapper
     cls = mapper.class_
     keys = entry.keys
@@ -610,7 +638,19 @@ def _entity_loader(
         d[STATE_KEY] = add_loaded(obj, mapper, key, session)
         return obj
 
-    return load
+    if not repeats or single_pk is None:
+        return load
+    memo: dict[Any, Any] = {}
+    memo_get = memo.get
+
+    def load_once(row: Sequence[Any]) -> Any:
+        pk_value = row[single_pk]
+        obj = memo_get(pk_value)
+        if obj is None:
+            obj = memo[pk_value] = load(row)
+        return obj
+
+    return load_once
 
 
 def _refresh_existing(

@@ -36,6 +36,7 @@ from asyncsession import exc
 from asyncsession.orm import strategy_options as so
 from asyncsession.orm.relationships import (
     MANYTOMANY,
+    MANYTOONE,
     RelationshipProperty,
     ensure_configured,
 )
@@ -157,10 +158,11 @@ def _column_of(mapper: Mapper, key: str) -> ColumnElement:
 def prepare_select(statement: Select, stream: bool = False) -> ORMPlan | None:
     """The ORM plan of a SELECT naming mapped classes; None if it names none.
 
-    Applies the statement's loader options and the relationships' defaults.
-    Raises ArgumentError for options that don't fit the statement, and
-    InvalidRequestError for what can't be done (a joined collection in a
-    ``stream`` or with LIMIT/OFFSET), before any SQL runs.
+    Applies the statement's loader options and the relationships' defaults;
+    with LIMIT/OFFSET and a joined collection the statement becomes a subquery
+    the joins go from. Raises ArgumentError for options that don't fit the
+    statement, and InvalidRequestError for what can't be done (a joined
+    collection in a ``stream``), before any SQL runs.
     """
     entities = statement._entities
     mappers = [mapper_of(e) for e in entities]
@@ -188,25 +190,22 @@ def prepare_select(statement: Select, stream: bool = False) -> ORMPlan | None:
         pending.append((len(entries), joined))
         entries.append(load)
         keys.append(mapper.class_.__name__)
-    # Joined targets' columns go after every entity of the statement's own.
-    for index, joined in pending:
-        entry = entries[index]
-        if joined and isinstance(entry, EntityLoad):
-            ctx = contexts[index]
-            assert ctx is not None
-            entries[index] = builder.expand(entry, ctx, None, (index,), joined, False)
+    own = list(builder.columns)
+    expanded = _expand_all(builder, entries, contexts, pending, None)
     limited = statement._limit is not None or statement._offset is not None
     if builder.joined_collections and limited:
-        raise exc.InvalidRequestError(
-            "joinedload() of a collection can't be combined with LIMIT/OFFSET here (the "
-            "limit would count joined rows, not parents); use selectinload() for it"
-        )
-    # The entities' columns name their tables, so FROM is inferred as before.
-    new = statement.with_only_columns(*builder.columns)
-    for left, right, onclause, outer in builder.joins:
-        new = new.join_from(left, right, onclause, isouter=outer)
-    if builder.order_by:
-        new = new.order_by(*builder.order_by)
+        # LIMIT/OFFSET count parents: the statement becomes a subquery, and the
+        # joins go from it (as SQLAlchemy does).
+        builder = _Builder(stream)
+        new = _wrapped(statement, own, builder, entries, contexts, pending)
+    else:
+        entries = expanded
+        # The entities' columns name their tables, so FROM is inferred as before.
+        new = statement.with_only_columns(*builder.columns)
+        for left, right, onclause, outer in builder.joins:
+            new = new.join_from(left, right, onclause, isouter=outer)
+        if builder.order_by:
+            new = new.order_by(*builder.order_by)
     return ORMPlan(
         new,
         tuple(entries),
@@ -214,6 +213,73 @@ def prepare_select(statement: Select, stream: bool = False) -> ORMPlan | None:
         builder.needs_unique,
         builder.joined_collections,
     )
+
+
+Pending = list[tuple[int, list[tuple[RelationshipProperty[Any], str, bool]]]]
+
+
+def _expand_all(
+    builder: _Builder,
+    entries: list[EntityLoad | int],
+    contexts: list[so.LoadContext | None],
+    pending: Pending,
+    from_: FromClause | None,
+) -> list[EntityLoad | int]:
+    """``entries`` with their joined loads planned (targets' columns after all others)."""
+    out = list(entries)
+    for index, joined in pending:
+        entry = out[index]
+        if joined and isinstance(entry, EntityLoad):
+            ctx = contexts[index]
+            assert ctx is not None
+            out[index] = builder.expand(entry, ctx, from_, (index,), joined, False)
+    return out
+
+
+def _wrapped(
+    statement: Select,
+    own: list[Any],
+    builder: _Builder,
+    entries: list[EntityLoad | int],
+    contexts: list[so.LoadContext | None],
+    pending: Pending,
+) -> Select:
+    """``SELECT own... FROM (statement) AS anon JOIN ...``: joined loads outside the LIMIT.
+
+    ``entries`` is updated in place; the rows keep the same positions.
+    """
+    order_columns = [c for term in statement._order_by for c in _columns_in(term)]
+    extra = [c for c in order_columns if not any(c is o for o in own)]
+    inner = statement.with_only_columns(*own, *extra).subquery()
+    proxies = list(inner.c)
+    builder.columns.extend(proxies[: len(own)])
+    expanded = _expand_all(builder, entries, contexts, pending, inner)
+    entries[:] = expanded
+    new = Select(builder.columns).select_from(inner)
+    for left, right, onclause, outer in builder.joins:
+        new = new.join_from(left, right, onclause, isouter=outer)
+    order = [_adapt(term, inner.corresponding_column) for term in statement._order_by]
+    ordered: Select = new.order_by(*order, *builder.order_by)
+    return ordered
+
+
+def _columns_in(expr: Any) -> list[Column]:
+    if isinstance(expr, Column):
+        return [expr]
+    if hasattr(expr, "column") and isinstance(expr.column, Column):
+        return [expr.column]
+    return [c for child in expr.get_children() for c in _columns_in(child)]
+
+
+def _col(from_: FromClause, column: Column) -> Any:
+    """``column`` as read from ``from_`` (its table, an alias of it, or a subquery)."""
+    if from_ is column.table:
+        return column
+    found = from_.corresponding_column(column)
+    if found is None:
+        where = getattr(column.table, "name", "?")
+        raise exc.InvalidRequestError(f"Can't find {where}.{column.key} in the joined query")
+    return found
 
 
 # Aliases of joined eager targets, one per (entity position, relationship path): the
@@ -268,10 +334,14 @@ class _Builder:
         pairs = load_columns(mapper, only, spec.undefer, spec.defer - needed)
         start = len(self.columns)
         attr_keys = tuple(k for k, _ in pairs)
-        if from_ is None:
+        if from_ is None or from_ is mapper.local_table:
             self.columns.extend(c for _, c in pairs)
         else:
-            self.columns.extend(_adapt(c, mapper.local_table, from_) for _, c in pairs)
+            table = mapper.local_table
+            self.columns.extend(
+                _adapt(c, lambda col: _col(from_, col) if col.table is table else col)
+                for _, c in pairs
+            )
         positions = tuple(start + attr_keys.index(k) for k in mapper.pk_keys)
         level = None
         if selectin or noload or marks:
@@ -317,62 +387,89 @@ class _Builder:
     def _join(
         self, prop: RelationshipProperty[Any], parent: FromClause, key: tuple[Any, ...], outer: bool
     ) -> FromClause:
-        if prop.extra_criteria:
+        if prop.extra_criteria and prop.target is prop.parent.local_table:
             raise exc.InvalidRequestError(
-                f"joinedload({prop.describe()}): relationships with a custom primaryjoin "
-                "can't be joined-loaded yet; use selectinload() for it"
+                f"joinedload({prop.describe()}): a self-referential relationship with a "
+                "custom primaryjoin can't be joined-loaded; use selectinload() for it"
             )
         found = _ALIASES.get(key)
         if found is None:
             secondary = prop.secondary.alias() if prop.secondary is not None else None
             found = _ALIASES[key] = (prop.target.alias(), secondary)
         target, secondary = found
+        parent_table = prop.parent.local_table
+
+        def adapt(column: Column) -> Any:
+            if column.table is prop.target:
+                return _col(target, column)
+            if column.table is parent_table:
+                return _col(parent, column)
+            if secondary is not None and column.table is prop.secondary:
+                return _col(secondary, column)
+            return column
+
+        extra = [_adapt(c, adapt) for c in prop.extra_criteria]
         if prop.direction is MANYTOMANY:
             assert secondary is not None
             to_secondary = and_(
-                *(parent.c[ref.key] == secondary.c[fk.key] for ref, fk in prop.pairs)
+                *(_col(parent, ref) == _col(secondary, fk) for ref, fk in prop.pairs)
             )
             to_target = and_(
-                *(target.c[ref.key] == secondary.c[fk.key] for ref, fk in prop.secondary_pairs)
+                *(_col(target, ref) == _col(secondary, fk) for ref, fk in prop.secondary_pairs),
+                *extra,
             )
             self.joins.append((parent, secondary, to_secondary, outer))
             self.joins.append((secondary, target, to_target, outer))
         else:
-            on = prop.join_condition(None if parent is prop.parent.local_table else parent, target)
+            if prop.direction is MANYTOONE:
+                pairs = [(_col(target, ref), _col(parent, fk)) for ref, fk in prop.pairs]
+            else:
+                pairs = [(_col(parent, ref), _col(target, fk)) for ref, fk in prop.pairs]
+            on = and_(*(left == right for left, right in pairs), *extra)
             self.joins.append((parent, target, on, outer))
         if prop.uselist and prop.order_by:
-            self.order_by.extend(_adapt(c, prop.target, target) for c in prop.order_by)
+            target_table = prop.target
+            self.order_by.extend(
+                _adapt(c, lambda col: _col(target, col) if col.table is target_table else col)
+                for c in prop.order_by
+            )
         return target
 
 
-def _adapt(expr: Any, table: Any, alias: FromClause) -> Any:
-    """``expr`` with the columns of ``table`` replaced by ``alias``'s (pure, copies nodes)."""
-    if alias is table:
-        return expr
+def _adapt(expr: Any, replace: Callable[[Column], Any]) -> Any:
+    """``expr`` with each table column ``c`` replaced by ``replace(c)`` (pure, copies nodes).
+
+    Handles what relationship conditions, ORDER BY terms and column properties
+    are made of; anything else that holds columns raises InvalidRequestError.
+    """
     if isinstance(expr, Column):
-        return alias.c[expr.key] if expr.table is table else expr
+        found = replace(expr)
+        if found is None:
+            where = getattr(expr.table, "name", "?")
+            raise exc.InvalidRequestError(f"Can't find {where}.{expr.key} in the joined query")
+        return found
     if hasattr(expr, "__clause_element__") and not isinstance(expr, ColumnElement):
-        return _adapt(expr.__clause_element__(), table, alias)
+        return _adapt(expr.__clause_element__(), replace)
     if isinstance(expr, BinaryExpression):
         new = copy.copy(expr)
-        new.left = _adapt(expr.left, table, alias)
-        new.right = _adapt(expr.right, table, alias)
+        new.left = _adapt(expr.left, replace)
+        new.right = _adapt(expr.right, replace)
         return new
     if isinstance(expr, (UnaryExpression, Grouping)):
         new_unary = copy.copy(expr)
-        new_unary.element = _adapt(expr.element, table, alias)
+        new_unary.element = _adapt(expr.element, replace)
         return new_unary
     if isinstance(expr, BooleanClauseList):
         new_list = copy.copy(expr)
-        new_list.clauses = tuple(_adapt(c, table, alias) for c in expr.clauses)
+        new_list.clauses = tuple(_adapt(c, replace) for c in expr.clauses)
         return new_list
     if hasattr(expr, "column") and isinstance(expr.column, Column):
-        return _adapt(expr.column, table, alias)
-    if not list(expr.get_children()):
+        return _adapt(expr.column, replace)
+    if not _columns_in(expr):
         return expr
     raise exc.InvalidRequestError(
-        f"Can't load {expr!r:.60} through an alias of {table.name}; use selectinload() "
-        "for this relationship"
+        f"Can't load {expr!r:.60} through an alias or subquery; use selectinload() for "
+        "this relationship"
     )
 
 

@@ -30,6 +30,7 @@ from asyncsession import (
     Table,
     Text,
     UnloadedAttributeError,
+    and_,
     contains_eager,
     create_async_engine,
     defaultload,
@@ -65,6 +66,11 @@ class Parent(Base):
     name: Mapped[str] = mapped_column(String(30))
     notes: Mapped[str | None] = deferred(mapped_column(Text))
     children: Mapped[list[Child]] = relationship(back_populates="parent", order_by="Child.id")
+    big_children: Mapped[list[Child]] = relationship(
+        primaryjoin=lambda: and_(Parent.id == Child.parent_id, Child.size > 0),
+        viewonly=True,
+        order_by=lambda: Child.id.desc(),
+    )
 
 
 class Child(Base):
@@ -456,10 +462,41 @@ async def test_mixed_chains(session: AsyncSession, statements: list[str]) -> Non
     assert [len(c.toys) for p in found for c in p.children] == [2] * 6
 
 
-async def test_joined_collection_with_limit_is_refused(session: AsyncSession) -> None:
-    stmt = select(Parent).options(joinedload(Parent.children)).limit(2)
-    with pytest.raises(InvalidRequestError, match="LIMIT"):
-        await session.execute(stmt)
+async def test_joined_collection_with_limit_counts_parents(
+    session: AsyncSession, statements: list[str]
+) -> None:
+    stmt = (
+        select(Parent)
+        .options(joinedload(Parent.children).joinedload(Child.toys))
+        .order_by(Parent.name.desc())
+        .limit(2)
+        .offset(1)
+    )
+    found = (await session.execute(stmt)).unique().scalars().all()
+    assert len(statements) == 1
+    assert "LIMIT" in statements[0]
+    assert ") AS anon_" in statements[0]  # the limited query is a subquery, joined from
+    assert names(found) == ["p1", "p0"]  # p2 skipped by OFFSET, "childless" by LIMIT
+    assert [names(p.children) for p in found] == [["c10", "c11"], ["c00", "c01"]]
+    assert [len(c.toys) for p in found for c in p.children] == [2] * 4
+
+
+async def test_joinedload_custom_primaryjoin(session: AsyncSession, statements: list[str]) -> None:
+    found = await parents(session, joinedload(Parent.big_children))
+    assert len(statements) == 1
+    assert [names(p.big_children) for p in found] == [["c01"], ["c11"], ["c21"]]
+    session.expunge_all()
+    found = await parents(session, selectinload(Parent.big_children))
+    assert [names(p.big_children) for p in found] == [["c01"], ["c11"], ["c21"]]
+
+
+async def test_sibling_joined_collections(session: AsyncSession, statements: list[str]) -> None:
+    # Two collections joined side by side multiply the rows; each member comes once.
+    found = await parents(session, joinedload(Parent.children), joinedload(Parent.big_children))
+    assert len(statements) == 1
+    assert [names(p.children) for p in found] == [["c00", "c01"], ["c10", "c11"], ["c20", "c21"]]
+    assert [names(p.big_children) for p in found] == [["c01"], ["c11"], ["c21"]]
+    assert found[0].big_children[0] is found[0].children[1]
 
 
 # -- the other strategies ------------------------------------------------------------------------

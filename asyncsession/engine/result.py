@@ -844,6 +844,16 @@ class Result(_SyncView[Row[_TP]]):
         """True if the statement returns rows (a SELECT or RETURNING)."""
         return self._shape is not None
 
+    def _values(self) -> Sequence[Any]:
+        """The remaining rows as sequences of Python values, for the ORM's loaders.
+
+        The driver's rows as they are when no column needs a result processor
+        (no Row objects are built), else processed Rows. Consumes the result.
+        """
+        metadata = self._require_shape().metadata
+        raws = self._cursor.take(None)
+        return metadata.make_rows(raws) if metadata._processed else raws
+
     def _require_unique(self) -> None:
         """Make every read fail until ``unique()`` is called (ORM joined collections)."""
         self._shape = self._require_shape().requiring_unique()

@@ -282,11 +282,6 @@ def _col(from_: FromClause, column: Column) -> Any:
     return found
 
 
-# Aliases of joined eager targets, one per (entity position, relationship path): the
-# same statement shape gets the same aliases, so its compiled SQL is cached.
-_ALIASES: dict[tuple[Any, ...], tuple[Alias, Alias | None]] = {}
-
-
 class _Builder:
     """Collects the columns, joins and ORDER BY terms of one ORM plan."""
 
@@ -392,10 +387,16 @@ class _Builder:
                 f"joinedload({prop.describe()}): a self-referential relationship with a "
                 "custom primaryjoin can't be joined-loaded; use selectinload() for it"
             )
-        found = _ALIASES.get(key)
+        # One alias per (entity position, relationship path), kept on the relationship
+        # (so it lives as long as the mapping): the same statement shape gets the
+        # same aliases, and its compiled SQL is cached.
+        aliases: dict[tuple[Any, ...], tuple[Alias, Alias | None]] = prop.__dict__.setdefault(
+            "_joined_aliases", {}
+        )
+        found = aliases.get(key)
         if found is None:
             secondary = prop.secondary.alias() if prop.secondary is not None else None
-            found = _ALIASES[key] = (prop.target.alias(), secondary)
+            found = aliases[key] = (prop.target.alias(), secondary)
         target, secondary = found
         parent_table = prop.parent.local_table
 
@@ -529,16 +530,13 @@ def row_loader(
     populate_existing: bool = False,
 ) -> RowLoader:
     """A :class:`RowLoader` for ``plan`` (see there)."""
-    width = len(plan.statement._columns)
     loaders = [
-        _entity_loader(
-            entry, session, identity_map, populate_existing, width, plan.joined_collections
-        )
+        _entity_loader(entry, session, identity_map, populate_existing, plan.joined_collections)
         if isinstance(entry, EntityLoad)
         else entry
         for entry in plan.entries
     ]
-    after = _after_loader(plan, session, identity_map, populate_existing, width)
+    after = _after_loader(plan, session, identity_map, populate_existing)
     if len(loaders) == 1 and not isinstance(loaders[0], int):
         load = loaders[0]
 
@@ -561,14 +559,13 @@ def _after_loader(
     session: Any,
     identity_map: IdentityMap,
     populate_existing: bool,
-    width: int,
 ) -> Callable[[Sequence[Sequence[Any]], list[tuple[Any, ...]], PostWork], None] | None:
     """What to do with a chunk's objects once they exist: joined, noload, marks, selectin."""
     work: list[tuple[int, Level, list[_JoinedCollector]]] = []
     for index, entry in enumerate(plan.entries):
         if isinstance(entry, EntityLoad) and entry.level is not None:
             collectors = [
-                _JoinedCollector(jl, session, identity_map, populate_existing, width)
+                _JoinedCollector(jl, session, identity_map, populate_existing)
                 for jl in entry.level.joined
             ]
             work.append((index, entry.level, collectors))
@@ -618,18 +615,17 @@ class _JoinedCollector:
         session: Any,
         identity_map: IdentityMap,
         populate_existing: bool,
-        width: int,
     ) -> None:
         self._prop = joined.prop
         level = self._level = joined.entity.level
         # Rows repeat a child when a collection below it multiplies them.
         repeats = level is not None and any(sub.prop.uselist for sub in level.joined)
         self._load = _entity_loader(
-            joined.entity, session, identity_map, populate_existing, width, repeats
+            joined.entity, session, identity_map, populate_existing, repeats
         )
         self._populate_existing = populate_existing
         self._subs = [
-            _JoinedCollector(sub, session, identity_map, populate_existing, width)
+            _JoinedCollector(sub, session, identity_map, populate_existing)
             for sub in (level.joined if level is not None else ())
         ]
         # id(parent) -> (parent, {id(member): member}): members in row order, once each.
@@ -692,7 +688,6 @@ def _entity_loader(
     session: Any,
     identity_map: IdentityMap,
     populate_existing: bool,
-    width: int,
     repeats: bool = False,
 ) -> Any:
     """A function from a row to the entity's object (None when its key is all NULL).
@@ -709,7 +704,9 @@ def _entity_loader(
     existing_states = identity_map._dict
     new = cls.__new__
     add_loaded = identity_map.add_loaded
-    whole_row = start == 0 and end == width
+    # The entity's columns open the row (the usual case): zip stops at its last
+    # column, so no slice of the row is made.
+    leading = start == 0
 
     def load(row: Sequence[Any]) -> Any:
         if single_pk is not None:
@@ -731,7 +728,9 @@ def _entity_loader(
                 return obj
         obj = new(cls)
         d = obj.__dict__
-        d.update(zip(keys, row if whole_row else row[start:end], strict=True))
+        d.update(
+            zip(keys, row, strict=False) if leading else zip(keys, row[start:end], strict=True)
+        )
         d[STATE_KEY] = add_loaded(obj, mapper, key, session)
         return obj
 

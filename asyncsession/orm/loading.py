@@ -186,7 +186,7 @@ def prepare_select(statement: Select, stream: bool = False) -> ORMPlan | None:
             keys.append(key if isinstance(key, str) else f"column_{len(keys)}")
             continue
         assert ctx is not None
-        load, joined = builder.entity(mapper, ctx, None, (len(entries),))
+        load, joined = builder.entity(mapper, ctx, None)
         pending.append((len(entries), joined))
         entries.append(load)
         keys.append(mapper.class_.__name__)
@@ -298,7 +298,6 @@ class _Builder:
         mapper: Mapper,
         ctx: so.LoadContext,
         from_: FromClause | None,
-        key: tuple[Any, ...],
     ) -> tuple[EntityLoad, list[tuple[RelationshipProperty[Any], str, bool]]]:
         """Add the columns of an entity read from ``from_`` (its table when None)."""
         selectin: list[tuple[RelationshipProperty[Any], so.LoadContext]] = []
@@ -312,7 +311,6 @@ class _Builder:
                 strategy, innerjoin = ctx.strategy(prop)
                 if strategy is None:
                     continue
-                default = so._DEFAULTS[prop.lazy]
                 if strategy == so.SELECTIN:
                     selectin.append((prop, ctx.child(prop)))
                     needed.update(prop.local_keys)
@@ -320,7 +318,7 @@ class _Builder:
                     joined.append((prop, strategy, innerjoin))
                 elif strategy == so.NOLOAD:
                     noload.append(prop)
-                elif strategy != default:
+                elif (strategy == so.RAISE) != (so.DEFAULTS[prop.lazy] == so.RAISE):
                     marks[prop.key] = strategy  # raiseload() / lazyload() over the default
         spec = ctx.column_spec()
         only = spec.only
@@ -372,7 +370,7 @@ class _Builder:
                 target = self._join(prop, parent_from, child_key, child_outer)
             else:
                 target = prop.target
-            child, grandchildren = self.entity(prop.mapper, child_ctx, target, child_key)
+            child, grandchildren = self.entity(prop.mapper, child_ctx, target)
             if grandchildren:
                 child = self.expand(child, child_ctx, target, child_key, grandchildren, child_outer)
             loads.append(JoinedLoad(prop, child))

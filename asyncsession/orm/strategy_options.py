@@ -55,7 +55,7 @@ RAISE = "raise"
 NOLOAD = "noload"
 
 # relationship(lazy=...) -> the strategy it means when no option says otherwise.
-_DEFAULTS = {
+DEFAULTS = {
     "select": LAZY,
     "selectin": SELECTIN,
     "subquery": SELECTIN,
@@ -409,7 +409,7 @@ class LoadContext:
 
     def strategy(self, prop: RelationshipProperty[Any]) -> tuple[str | None, bool]:
         """(strategy, innerjoin) of ``prop`` here; None for write-only relationships."""
-        default = _DEFAULTS[prop.lazy]
+        default = DEFAULTS[prop.lazy]
         if default is None:
             return None, False
         rule = self.relationships.get((self.path, prop.key))
@@ -428,11 +428,6 @@ class LoadContext:
 
     def column_spec(self) -> ColumnSpec:
         return self.columns.get(self.path, _NO_COLUMNS)
-
-    def has_rules_below(self, prop: RelationshipProperty[Any]) -> bool:
-        """True when an explicit rule names something below ``prop`` (contains_eager chains)."""
-        below = (*self.path, prop)
-        return any(path[: len(below)] == below for path, _ in self.relationships)
 
 
 def _gather(

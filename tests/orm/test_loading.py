@@ -775,3 +775,75 @@ async def test_stream_refuses_joined_collections(session: AsyncSession) -> None:
 async def test_inspect_reports_loaded_relationships(session: AsyncSession) -> None:
     found = await parents(session, selectinload(Parent.children))
     assert "children" not in inspect(found[0]).unloaded
+
+
+# -- every strategy on every kind of relationship ------------------------------------------------
+
+KINDS = {
+    # kind: (statement, attribute, what each loaded object holds)
+    "one-to-many": (
+        lambda: select(Parent).where(Parent.id <= 3).order_by(Parent.id),
+        lambda: Parent.children,
+        [["c00", "c01"], ["c10", "c11"], ["c20", "c21"]],
+    ),
+    "many-to-one": (
+        lambda: select(Child).where(Child.id <= 3).order_by(Child.id),
+        lambda: Child.parent,
+        ["p0", "p0", "p1"],
+    ),
+    "many-to-many": (
+        lambda: select(Post).order_by(Post.id),
+        lambda: Post.tags,
+        [["tag0", "tag1"], ["tag1", "tag2"], []],
+    ),
+    "self-referential": (
+        lambda: select(Node).where(Node.id <= 3).order_by(Node.id),
+        lambda: Node.children,
+        [["a", "b"], ["aa", "ab"], ["ba"]],
+    ),
+}
+EAGER = {
+    "selectinload": (selectinload, 2),
+    "subqueryload": (subqueryload, 2),
+    "joinedload": (joinedload, 1),
+}
+
+
+def held(value: Any) -> Any:
+    if isinstance(value, list):
+        return names(value)
+    return None if value is None else value.name
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+@pytest.mark.parametrize("strategy", list(EAGER))
+async def test_eager_strategy_matrix(
+    session: AsyncSession, statements: list[str], kind: str, strategy: str
+) -> None:
+    make_statement, attribute, expected = KINDS[kind]
+    option, count = EAGER[strategy]
+    attr = attribute()
+    stmt = make_statement().options(option(attr))
+    if kind == "self-referential":
+        stmt = stmt.options(lazyload(Node.parent))  # the tree's own default is selectin
+    objects = (await session.execute(stmt)).unique().scalars().all()
+    # (Node.children defaults to selectin, but a default never re-enters the path.)
+    assert len(statements) == count
+    assert [held(getattr(o, attr.key)) for o in objects] == expected
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+async def test_not_loading_strategy_matrix(
+    session: AsyncSession, statements: list[str], kind: str
+) -> None:
+    make_statement, attribute, _ = KINDS[kind]
+    attr = attribute()
+    empty = [] if attr.property.uselist else None
+    objects = (await session.execute(make_statement().options(noload(attr)))).scalars().all()
+    assert all(getattr(o, attr.key) == empty for o in objects)
+    session.expunge_all()
+    for option in (lazyload(attr), raiseload(attr)):
+        objects = (await session.execute(make_statement().options(option))).scalars().all()
+        assert not any(loaded(o, attr.key) for o in objects)
+        session.expunge_all()
+    assert len(statements) == 3  # never a query for the relationship

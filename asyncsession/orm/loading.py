@@ -40,7 +40,7 @@ from asyncsession.orm.relationships import (
     RelationshipProperty,
     ensure_configured,
 )
-from asyncsession.orm.state import STATE_KEY, InstanceState
+from asyncsession.orm.state import NO_VALUE, STATE_KEY, InstanceState
 from asyncsession.orm.strategies import store
 from asyncsession.sql.elements import (
     BinaryExpression,
@@ -637,15 +637,20 @@ class _JoinedCollector:
             return
         acc = self._acc
         load = self._load
+        last: Any = None
+        members: dict[int, Any] = {}
         for parent, row in zip(parents, rows, strict=True):
-            if parent is None:
-                continue
-            entry = acc.get(id(parent))
-            if entry is None:
-                entry = acc[id(parent)] = (parent, {})
+            if parent is not last:  # a parent's rows usually come together
+                if parent is None:
+                    continue
+                last = parent
+                entry = acc.get(id(parent))
+                if entry is None:
+                    entry = acc[id(parent)] = (parent, {})
+                members = entry[1]
             child = load(row)
             if child is not None:
-                entry[1][id(child)] = child
+                members[id(child)] = child
 
     def collect(self, parent: Any, row: Sequence[Any]) -> None:
         if parent is None:
@@ -736,12 +741,17 @@ def _entity_loader(
         return load
     memo: dict[Any, Any] = {}
     memo_get = memo.get
+    last: list[Any] = [NO_VALUE, None]  # the previous row's key and object
 
     def load_once(row: Sequence[Any]) -> Any:
         pk_value = row[single_pk]
+        if pk_value == last[0]:
+            return last[1]
         obj = memo_get(pk_value)
         if obj is None:
             obj = memo[pk_value] = load(row)
+        last[0] = pk_value
+        last[1] = obj
         return obj
 
     return load_once

@@ -37,6 +37,7 @@ from asyncsession import (
     defer,
     deferred,
     event,
+    func,
     inspect,
     joinedload,
     lazyload,
@@ -847,3 +848,19 @@ async def test_not_loading_strategy_matrix(
         assert not any(loaded(o, attr.key) for o in objects)
         session.expunge_all()
     assert len(statements) == 3  # never a query for the relationship
+
+
+async def test_joined_rows_of_a_parent_need_not_be_adjacent(session: AsyncSession) -> None:
+    # Children toys joined under children: rows interleave parents in random order.
+    stmt = (
+        select(Parent)
+        .where(Parent.id <= 3)
+        .options(joinedload(Parent.children).joinedload(Child.toys))
+        .order_by(func.random())
+    )
+    found = (await session.execute(stmt)).unique().scalars().all()
+    assert sorted(names(found)) == ["p0", "p1", "p2"]
+    for parent in found:
+        number = parent.name[1]
+        assert sorted(names(parent.children)) == [f"c{number}0", f"c{number}1"]
+        assert all(len(child.toys) == 2 for child in parent.children)

@@ -385,7 +385,7 @@ class LoadContext:
     wildcards: Mapping[Path | None, RelationshipRule]
     columns: Mapping[Path, ColumnSpec]
     path: Path = ()
-    eager_defaults: bool = True
+    apply_defaults: bool = True
     # Extra levels a selectinload(recursion_depth=...) still repeats, by relationship.
     recursion: Mapping[RelationshipProperty[Any], int] = attrs.field(factory=dict)
 
@@ -403,7 +403,7 @@ class LoadContext:
             self.wildcards,
             self.columns,
             (*self.path, prop),
-            self.eager_defaults,
+            self.apply_defaults,
             recursion,
         )
 
@@ -422,7 +422,9 @@ class LoadContext:
             wildcard = self.wildcards.get(self.path) or self.wildcards.get(None)
             if wildcard is not None and wildcard.strategy is not None:
                 default = wildcard.strategy
-        if default in EAGER and (not self.eager_defaults or prop in self.path):
+        if not self.apply_defaults and default in (SELECTIN, JOINED, NOLOAD):
+            return LAZY, False  # the session's own loads (cascades) load what they need
+        if default in EAGER and prop in self.path:
             return LAZY, False  # a default never re-enters a relationship on the path
         return default, prop.innerjoin
 
@@ -431,7 +433,7 @@ class LoadContext:
 
 
 def _gather(
-    rules: Iterable[Rule], eager_defaults: bool = True, everywhere: Iterable[Rule] = ()
+    rules: Iterable[Rule], apply_defaults: bool = True, everywhere: Iterable[Rule] = ()
 ) -> LoadContext:
     relationships: dict[tuple[Path, str], RelationshipRule] = {}
     wildcards: dict[Path | None, RelationshipRule] = {}
@@ -458,12 +460,12 @@ def _gather(
         else:
             spec = attrs.evolve(spec, undefer=spec.undefer | keys)
         columns[rule.path] = spec
-    return LoadContext(relationships, wildcards, columns, (), eager_defaults)
+    return LoadContext(relationships, wildcards, columns, (), apply_defaults)
 
 
 DEFAULT_CONTEXT = _gather(())
-# Loads the session does for itself (delete cascades): no eager defaults.
-PLAIN_CONTEXT = _gather((), eager_defaults=False)
+# Loads the session does for itself (delete cascades): no eager or noload defaults.
+PLAIN_CONTEXT = _gather((), apply_defaults=False)
 
 
 def contexts_for(

@@ -141,6 +141,33 @@ class Book(Base):
     title: Mapped[str] = mapped_column(String(30))
 
 
+# Delete cascades load what they need themselves, whatever the defaults say.
+class Crate(Base):
+    __tablename__ = "crates"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    boxes: Mapped[list[Box]] = relationship(cascade="all, delete-orphan", lazy="selectin")
+
+
+class Box(Base):
+    __tablename__ = "boxes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    crate_id: Mapped[int] = mapped_column(ForeignKey("crates.id"))
+    items: Mapped[list[BoxItem]] = relationship(cascade="all, delete-orphan", lazy="noload")
+    labels: Mapped[list[BoxLabel]] = relationship(lazy="selectin", viewonly=True)
+
+
+class BoxItem(Base):
+    __tablename__ = "box_items"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    box_id: Mapped[int] = mapped_column(ForeignKey("boxes.id"))
+
+
+class BoxLabel(Base):
+    __tablename__ = "box_labels"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    box_id: Mapped[int] = mapped_column(ForeignKey("boxes.id"))
+
+
 # -- fixtures ---------------------------------------------------------------------------------
 
 
@@ -864,3 +891,22 @@ async def test_joined_rows_of_a_parent_need_not_be_adjacent(session: AsyncSessio
         number = parent.name[1]
         assert sorted(names(parent.children)) == [f"c{number}0", f"c{number}1"]
         assert all(len(child.toys) == 2 for child in parent.children)
+
+
+async def test_delete_cascade_loads_ignore_eager_and_noload_defaults(
+    session: AsyncSession, statements: list[str]
+) -> None:
+    session.add(Crate(id=1, boxes=[Box(id=1, items=[BoxItem(), BoxItem()]), Box(id=2)]))
+    await session.commit()
+    session.expunge_all()
+    crate = await session.get(Crate, 1, options=[lazyload(Crate.boxes)])
+    assert crate is not None
+    statements.clear()
+    await session.delete(crate)
+    # boxes, then their items (noload by default, but the cascade needs them); the
+    # boxes' selectin labels are not loaded for a delete.
+    assert len(statements) == 2
+    await session.commit()
+    for table in ("crates", "boxes", "box_items"):
+        count = (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+        assert count == 0

@@ -206,6 +206,18 @@ def prepare_select(statement: Select, stream: bool = False) -> ORMPlan | None:
             new = new.join_from(left, right, onclause, isouter=outer)
         if builder.order_by:
             new = new.order_by(*builder.order_by)
+        lock = statement._for_update
+        if lock is not None and not lock.of and any(outer for *_, outer in builder.joins):
+            # FOR UPDATE can't lock the nullable side of an outer join (PostgreSQL
+            # refuses): lock the rows of the statement's own entities, as SQLAlchemy.
+            tables = [e.mapper.local_table for e in entries if isinstance(e, EntityLoad)]
+            new = new.with_for_update(
+                nowait=lock.nowait,
+                read=lock.read,
+                of=tables,
+                skip_locked=lock.skip_locked,
+                key_share=lock.key_share,
+            )
     return ORMPlan(
         new,
         tuple(entries),

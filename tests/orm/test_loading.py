@@ -910,3 +910,15 @@ async def test_delete_cascade_loads_ignore_eager_and_noload_defaults(
     for table in ("crates", "boxes", "box_items"):
         count = (await session.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
         assert count == 0
+
+
+async def test_for_update_with_joined_loads_locks_the_entities_rows(
+    session: AsyncSession, statements: list[str]
+) -> None:
+    stmt = select(Parent).where(Parent.id == 1).options(joinedload(Parent.children))
+    parent = (await session.execute(stmt.with_for_update())).unique().scalar_one()
+    assert names(parent.children) == ["c00", "c01"]
+    shelf = await session.get(Shelf, 1, with_for_update=True)  # lazy="joined" by default
+    assert shelf is not None
+    assert len(shelf.by_joined) == 3
+    assert statements[0].endswith("FOR UPDATE OF parents")

@@ -13,6 +13,10 @@ where the ORM would build objects.
 - ``orm_update_10k``: load 10,000 objects, change one attribute on each, commit.
 - ``orm_small_tx_500``: 500 transactions, each inserting one object and committing.
 - ``orm_delete_10k``: load 10,000 objects, delete each, commit.
+- ``orm_selectinload_1000x10``: 1,000 parents with their 10 children each through
+  ``selectinload`` (two queries); raw: the same two queries, rows grouped by hand.
+- ``orm_joinedload_1000x10``: the same graph through ``joinedload`` (one LEFT OUTER
+  JOIN, result ``unique()``d); raw: the same join, rows grouped by hand.
 
 The server is ``ASYNCSESSION_TEST_PG_URL`` (default: the local one).
 """
@@ -30,12 +34,42 @@ TABLE = "bench_orm_items"
 N = 10_000
 N_GETS = 2_000
 N_TX = 500
+PARENTS = "bench_orm_parents"
+CHILDREN = "bench_orm_children"
+N_PARENTS = 1_000
+N_CHILDREN = 10  # per parent
 
 CREATE = (
     f"CREATE TABLE {TABLE} (id SERIAL PRIMARY KEY, name VARCHAR(40) NOT NULL, "
     "qty INTEGER NOT NULL, note VARCHAR(40))"
 )
 SEED = [(f"item {i}", i % 97, None) for i in range(1, N + 1)]
+
+
+async def _reset_tree(raw: Any) -> None:
+    await raw.execute(f"DROP TABLE IF EXISTS {CHILDREN}")
+    await raw.execute(f"DROP TABLE IF EXISTS {PARENTS}")
+    await raw.execute(f"CREATE TABLE {PARENTS} (id SERIAL PRIMARY KEY, name VARCHAR(40) NOT NULL)")
+    await raw.execute(
+        f"CREATE TABLE {CHILDREN} (id SERIAL PRIMARY KEY, "
+        f"parent_id INTEGER NOT NULL REFERENCES {PARENTS} (id), name VARCHAR(40) NOT NULL)"
+    )
+    await raw.execute(f"CREATE INDEX ON {CHILDREN} (parent_id)")
+    await raw.copy_records_to_table(
+        PARENTS,
+        records=[(i, f"parent {i}") for i in range(1, N_PARENTS + 1)],
+        columns=["id", "name"],
+    )
+    await raw.copy_records_to_table(
+        CHILDREN,
+        records=[(p, f"child {p}.{c}") for p in range(1, N_PARENTS + 1) for c in range(N_CHILDREN)],
+        columns=["parent_id", "name"],
+    )
+
+
+async def _drop_tree(raw: Any) -> None:
+    await raw.execute(f"DROP TABLE IF EXISTS {CHILDREN}")
+    await raw.execute(f"DROP TABLE IF EXISTS {PARENTS}")
 
 
 async def _reset(raw: Any, rows: bool) -> None:
@@ -62,14 +96,52 @@ def _our_model() -> Any:
     return Item
 
 
+def _our_tree() -> tuple[Any, Any]:
+    from asyncsession import (
+        DeclarativeBase,
+        ForeignKey,
+        Mapped,
+        String,
+        mapped_column,
+        relationship,
+    )
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Parent(Base):
+        __tablename__ = PARENTS
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(40))
+        children: Mapped[list["Child"]] = relationship(back_populates="parent")
+
+    class Child(Base):
+        __tablename__ = CHILDREN
+        id: Mapped[int] = mapped_column(primary_key=True)
+        parent_id: Mapped[int] = mapped_column(ForeignKey(f"{PARENTS}.id"))
+        name: Mapped[str] = mapped_column(String(40))
+        parent: Mapped[Parent] = relationship(back_populates="children")
+
+    return Parent, Child
+
+
 class _Ours:
     def __init__(self) -> None:
-        from asyncsession import AsyncSession, create_async_engine, select
+        from asyncsession import (
+            AsyncSession,
+            create_async_engine,
+            joinedload,
+            select,
+            selectinload,
+        )
 
         self.engine = create_async_engine(PG_URL)
         self.Item = _our_model()
+        self.Parent, self.Child = _our_tree()
         self.Session = AsyncSession
         self.select = select
+        self.selectinload = selectinload
+        self.joinedload = joinedload
         self.raw: Any = None
 
 
@@ -86,6 +158,7 @@ async def _ours_setup() -> _Ours:
 
 async def _ours_teardown(ours: _Ours) -> None:
     await ours.raw.execute(f"DROP TABLE IF EXISTS {TABLE}")
+    await _drop_tree(ours.raw)
     await ours.raw.close()
     await ours.engine.dispose()
 
@@ -108,13 +181,40 @@ def _their_model() -> Any:
     return Item
 
 
+def _their_tree() -> tuple[Any, Any]:
+    from sqlalchemy import ForeignKey, String
+    from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Parent(Base):
+        __tablename__ = PARENTS
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(40))
+        children: Mapped[list["Child"]] = relationship(back_populates="parent")
+
+    class Child(Base):
+        __tablename__ = CHILDREN
+        id: Mapped[int] = mapped_column(primary_key=True)
+        parent_id: Mapped[int] = mapped_column(ForeignKey(f"{PARENTS}.id"))
+        name: Mapped[str] = mapped_column(String(40))
+        parent: Mapped[Parent] = relationship(back_populates="children")
+
+    return Parent, Child
+
+
 class _Theirs:
     def __init__(self) -> None:
         from sqlalchemy import select
         from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
+        from sqlalchemy.orm import joinedload, selectinload
 
         self.engine = create_async_engine(PG_URL)
         self.Item = _their_model()
+        self.Parent, self.Child = _their_tree()
+        self.selectinload = selectinload
+        self.joinedload = joinedload
         self.Session = lambda engine: AsyncSession(engine, expire_on_commit=False)
         self.select = select
         self.raw: Any = None
@@ -176,6 +276,22 @@ async def _orm_small_tx(orm: Any) -> None:
             await session.commit()
 
 
+async def _orm_selectinload(orm: Any) -> None:
+    async with orm.Session(orm.engine) as session:
+        stmt = orm.select(orm.Parent).options(orm.selectinload(orm.Parent.children))
+        parents = (await session.execute(stmt)).scalars().all()
+        assert len(parents) == N_PARENTS
+        assert sum(len(p.children) for p in parents) == N_PARENTS * N_CHILDREN
+
+
+async def _orm_joinedload(orm: Any) -> None:
+    async with orm.Session(orm.engine) as session:
+        stmt = orm.select(orm.Parent).options(orm.joinedload(orm.Parent.children))
+        parents = (await session.execute(stmt)).unique().scalars().all()
+        assert len(parents) == N_PARENTS
+        assert sum(len(p.children) for p in parents) == N_PARENTS * N_CHILDREN
+
+
 async def _orm_delete(orm: Any) -> None:
     async with orm.Session(orm.engine) as session:
         items = (await session.execute(orm.select(orm.Item))).scalars().all()
@@ -206,6 +322,7 @@ async def _raw_setup() -> Any:
 
 async def _raw_teardown(raw: Any) -> None:
     await raw.execute(f"DROP TABLE IF EXISTS {TABLE}")
+    await _drop_tree(raw)
     await raw.close()
 
 
@@ -255,6 +372,44 @@ async def _raw_small_tx(raw: Any) -> None:
             )
 
 
+class _Node:
+    __slots__ = ("children", "id", "name", "parent_id")
+
+    def __init__(self, id: Any, name: Any, parent_id: Any = None) -> None:
+        self.id = id
+        self.name = name
+        self.parent_id = parent_id
+        self.children: list[_Node] = []
+
+
+async def _raw_selectinload(raw: Any) -> None:
+    async with raw.transaction():
+        parents = [_Node(*r) for r in await raw.fetch(f"SELECT id, name FROM {PARENTS}")]
+        by_id = {p.id: p for p in parents}
+        rows = await raw.fetch(
+            f"SELECT id, name, parent_id FROM {CHILDREN} WHERE parent_id = ANY($1)", list(by_id)
+        )
+        for row in rows:
+            child = _Node(*row)
+            by_id[child.parent_id].children.append(child)
+    assert sum(len(p.children) for p in parents) == N_PARENTS * N_CHILDREN
+
+
+async def _raw_joinedload(raw: Any) -> None:
+    rows = await raw.fetch(
+        f"SELECT p.id, p.name, c.id, c.name, c.parent_id FROM {PARENTS} AS p "
+        f"LEFT OUTER JOIN {CHILDREN} AS c ON p.id = c.parent_id"
+    )
+    by_id: dict[Any, _Node] = {}
+    for pid, pname, cid, cname, cparent in rows:
+        parent = by_id.get(pid)
+        if parent is None:
+            parent = by_id[pid] = _Node(pid, pname)
+        if cid is not None:
+            parent.children.append(_Node(cid, cname, cparent))
+    assert sum(len(p.children) for p in by_id.values()) == N_PARENTS * N_CHILDREN
+
+
 async def _raw_delete(raw: Any) -> None:
     async with raw.transaction():
         objs = [_Obj(*r) for r in await raw.fetch(f"SELECT id, name, qty, note FROM {TABLE}")]
@@ -267,6 +422,10 @@ async def _seeded(state: Any) -> None:
 
 async def _empty(state: Any) -> None:
     await _reset(getattr(state, "raw", state), rows=False)
+
+
+async def _tree(state: Any) -> None:
+    await _reset_tree(getattr(state, "raw", state))
 
 
 def _impls(orm_run: Any, raw_run: Any, before: Any) -> dict[str, Implementation]:
@@ -313,5 +472,15 @@ WORKLOADS = [
         "orm_delete_10k",
         f"load {N:,} objects, delete each, commit (PostgreSQL)",
         _impls(_orm_delete, _raw_delete, _seeded),
+    ),
+    Workload(
+        "orm_selectinload_1000x10",
+        f"selectinload {N_PARENTS:,} parents x {N_CHILDREN} children (PostgreSQL)",
+        _impls(_orm_selectinload, _raw_selectinload, _tree),
+    ),
+    Workload(
+        "orm_joinedload_1000x10",
+        f"joinedload {N_PARENTS:,} parents x {N_CHILDREN} children (PostgreSQL)",
+        _impls(_orm_joinedload, _raw_joinedload, _tree),
     ),
 ]

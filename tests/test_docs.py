@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs"
 BLOCK = re.compile(r"```python\n(.*?)```", re.S)
 PAGES = sorted(p for p in DOCS.glob("*.md") if BLOCK.search(p.read_text()))
 
@@ -29,9 +30,9 @@ def test_page_examples_run(page: Path, tmp_path: Path) -> None:
         pytest.skip("the examples need PostgreSQL (ASYNCSESSION_TEST_PG_URL)")
     script = tmp_path / f"{page.stem}.py"
     script.write_text("\n\n".join(BLOCK.findall(text)))
-    # The package of this checkout, not whichever one the interpreter has installed
-    # (a git worktree shares the virtualenv of the main checkout).
-    path = os.pathsep.join(p for p in (str(DOCS.parent), os.environ.get("PYTHONPATH")) if p)
+    # The checkout under test comes first on the path, also when the environment's
+    # editable install points at another checkout (a git worktree).
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
     done = subprocess.run(
         [sys.executable, str(script)],
         cwd=tmp_path,

@@ -415,6 +415,7 @@ class _Shape:
         "convert",
         "kind",
         "metadata",
+        "needs_unique",
         "scalar_index",
         "sources",
         "strategy",
@@ -430,6 +431,7 @@ class _Shape:
         scalar_index: int,
         unique: bool,
         strategy: Callable[[Any], Any] | None,
+        needs_unique: bool = False,
     ) -> None:
         self.metadata = metadata
         self.sources = sources
@@ -437,6 +439,9 @@ class _Shape:
         self.scalar_index = scalar_index
         self.unique = unique
         self.strategy = strategy
+        # An ORM result with joined-eager collections repeats its parents; as
+        # SQLAlchemy, reading it without unique() is an error, not a surprise.
+        self.needs_unique = needs_unique
         self.unique_key: Callable[[Any], Any] | None = strategy
         if unique and strategy is None and kind == _MAPPINGS:
             self.unique_key = _row_of_mapping
@@ -447,14 +452,49 @@ class _Shape:
         return cls(metadata, None, _ROWS, 0, False, None)
 
     def with_unique(self, strategy: Callable[[Any], Any] | None) -> _Shape:
-        return _Shape(self.metadata, self.sources, self.kind, self.scalar_index, True, strategy)
+        return _Shape(
+            self.metadata,
+            self.sources,
+            self.kind,
+            self.scalar_index,
+            True,
+            strategy,
+            self.needs_unique,
+        )
+
+    def requiring_unique(self) -> _Shape:
+        return _Shape(
+            self.metadata,
+            self.sources,
+            self.kind,
+            self.scalar_index,
+            self.unique,
+            self.strategy,
+            True,
+        )
 
     def as_scalars(self, key_or_index: str | int) -> _Shape:
         index = self.metadata._index_of(key_or_index)
-        return _Shape(self.metadata, self.sources, _SCALARS, index, self.unique, self.strategy)
+        return _Shape(
+            self.metadata,
+            self.sources,
+            _SCALARS,
+            index,
+            self.unique,
+            self.strategy,
+            self.needs_unique,
+        )
 
     def as_mappings(self) -> _Shape:
-        return _Shape(self.metadata, self.sources, _MAPPINGS, 0, self.unique, self.strategy)
+        return _Shape(
+            self.metadata,
+            self.sources,
+            _MAPPINGS,
+            0,
+            self.unique,
+            self.strategy,
+            self.needs_unique,
+        )
 
     def with_columns(self, keys_or_indexes: Sequence[str | int]) -> _Shape:
         if not keys_or_indexes:
@@ -469,9 +509,12 @@ class _Shape:
             0,
             self.unique,
             self.strategy,
+            self.needs_unique,
         )
 
     def _build_convert(self) -> _Converter:
+        if self.needs_unique and not self.unique:
+            return _must_unique
         metadata = self.metadata
         sources = self.sources
         if self.kind == _SCALARS:
@@ -513,6 +556,17 @@ class _Shape:
 
             return mappings
         return make_rows
+
+
+def _must_unique(raws: Sequence[Any]) -> list[Any]:
+    if not raws:
+        return []
+    raise InvalidRequestError(
+        "The unique() method must be invoked on this Result, as it contains results that "
+        "include joined eager loads against collections (each parent comes once per "
+        "member): call result.unique() or result.scalars().unique() before reading it, or "
+        "load the collection with selectinload() instead."
+    )
 
 
 def _dedupe(outs: list[Any], seen: set[Any], key: Callable[[Any], Any] | None) -> list[Any]:
@@ -903,6 +957,14 @@ class Result(_RowView[_TP]):
     def returns_rows(self) -> bool:
         """True if the statement returns rows (a SELECT or RETURNING)."""
         return self._shape is not None
+
+    def _require_unique(self) -> None:
+        """Make every read fail until ``unique()`` is called (ORM joined collections)."""
+        self._shape = self._require_shape().requiring_unique()
+
+    def _values(self) -> Sequence[Sequence[Any]]:
+        """The ORM loaders' name for :meth:`raw_values`."""
+        return self.raw_values()
 
     def raw_values(self) -> Sequence[Sequence[Any]]:
         """The remaining rows as sequences of Python values, without building Rows.

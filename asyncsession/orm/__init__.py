@@ -42,6 +42,20 @@ from asyncsession.orm.session import (
     object_session,
 )
 from asyncsession.orm.state import NO_VALUE, AttributeState, History, InstanceState
+from asyncsession.orm.strategy_options import (
+    Load,
+    contains_eager,
+    defaultload,
+    defer,
+    joinedload,
+    lazyload,
+    load_only,
+    noload,
+    raiseload,
+    selectinload,
+    subqueryload,
+    undefer,
+)
 from asyncsession.orm.transaction import SessionTransaction, TxState
 from asyncsession.orm.util import AliasedClass, aliased
 from asyncsession.orm.writeonly import WriteOnlyCollection
@@ -57,6 +71,7 @@ __all__ = [
     "History",
     "InstanceState",
     "InstrumentedAttribute",
+    "Load",
     "Mapped",
     "MappedColumn",
     "Mapper",
@@ -76,17 +91,28 @@ __all__ = [
     "close_all_sessions",
     "column_property",
     "configure_mappers",
+    "contains_eager",
     "declared_attr",
+    "defaultload",
+    "defer",
     "deferred",
     "get_history",
     "inspect",
+    "joinedload",
     "keyfunc_mapping",
+    "lazyload",
+    "load_only",
     "make_transient",
     "make_transient_to_detached",
     "mapped_column",
+    "noload",
     "object_session",
+    "raiseload",
     "registry",
     "relationship",
+    "selectinload",
+    "subqueryload",
     "synonym",
+    "undefer",
     "with_parent",
 ]

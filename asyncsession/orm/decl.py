@@ -112,13 +112,18 @@ class MappedColumn(Mapped[_T]):
         if not named:
             args.insert(0, name)
         try:
-            return Column(*args, **kwargs)
+            column = Column(*args, **kwargs)
         except exc.ArgumentError as err:
             raise exc.ArgumentError(f"{where}: {err}") from None
+        # A class body may name this object after mapping, as SQLAlchemy allows
+        # (relationship(remote_side=[id]) in the same body): it stands for its column.
+        self.column = column
+        return column
 
     def copy(self) -> MappedColumn[_T]:
         clone = MappedColumn.__new__(MappedColumn)
         clone.__dict__.update(self.__dict__)
+        clone.__dict__.pop("column", None)
         return clone
 
 

@@ -229,7 +229,11 @@ class _Sync:
             if not changed and not (pending and key in d):
                 continue
             removed: tuple[Any, ...]
-            if pending and (not changed or not members(committed[key])):  # type: ignore[index]
+            if (
+                pending
+                and not prop.is_write_only  # its queue is not in d[key]
+                and (not changed or not members(committed[key]))  # type: ignore[index]
+            ):
                 # New, and nothing loaded before: everything it holds is added.
                 added, removed = tuple(members(d.get(key, NO_VALUE))), ()
             else:

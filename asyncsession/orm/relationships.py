@@ -317,11 +317,12 @@ class RelationshipProperty(Generic[_T]):
             if callable(order) and not isinstance(order, ColumnElement):
                 order = order()
             if isinstance(order, str):
-                order = (
-                    getattr(self.entity, order)
-                    if order.isidentifier()
-                    else _eval_string(self.parent, order, where)
-                )
+                text = order.strip()
+                owner, _, attr = text.rpartition(".")
+                if text.isidentifier() or (owner.isidentifier() and attr.isidentifier()):
+                    order = self._resolve_order_by(text, where)
+                else:  # an expression: "Child.position.desc()"
+                    order = _eval_string(self.parent, text, where)
             self.order_by = tuple(order) if isinstance(order, (list, tuple)) else (order,)
         if self.direction is MANYTOONE:
             pk = {id(c) for c in self.mapper.primary_key}
@@ -329,6 +330,16 @@ class RelationshipProperty(Generic[_T]):
                 id(ref) in pk for ref, _ in self.pairs
             )
         self.configured = True
+
+    def _resolve_order_by(self, name: str, where: str) -> Any:
+        """``order_by="name"`` or ``"Target.name"``: an attribute of the target class."""
+        owner, _, attr = name.strip().rpartition(".")
+        cls = _lookup_class(self.parent, owner) if owner else self.entity
+        if cls is not self.entity or attr not in self.mapper.column_attrs:
+            raise exc.ArgumentError(
+                f"{where}: order_by={name!r} must name a column attribute of {self.entity.__name__}"
+            )
+        return getattr(self.entity, attr)
 
     def _resolve_target(self, where: str) -> Mapper:
         arg = self.argument
@@ -1290,14 +1301,18 @@ class RelationshipAttribute(Generic[_T]):
             if found is not NO_VALUE:
                 d[self.key] = found
                 return found
-        if prop.lazy == "noload":
+        lazy = prop.lazy
+        marks = state.load_options  # raiseload()/lazyload() of the query that loaded it
+        if marks is not None:
+            lazy = marks.get(self.key, lazy)
+        if lazy == "noload":
             value = make_collection(state, prop) if prop.uselist else None
             d[self.key] = value
             return value
         loader = implicit_loader.get()
-        if loader is not None and prop.lazy not in ("raise", "raise_on_sql"):
+        if loader is not None and lazy not in ("raise", "raise_on_sql"):
             return loader(state, self.key)
-        raise unloaded_relationship_error(state, prop)
+        raise unloaded_relationship_error(state, prop, lazy)
 
     def __set__(self, instance: Any, value: Any) -> None:
         prop = self.property
@@ -1407,12 +1422,16 @@ class RelationshipAttribute(Generic[_T]):
 
 
 def unloaded_relationship_error(
-    state: InstanceState, prop: RelationshipProperty[Any]
+    state: InstanceState, prop: RelationshipProperty[Any], lazy: str | None = None
 ) -> exc.UnloadedAttributeError:
     cls = state.mapper.class_.__name__
     key = prop.key
-    if prop.lazy in ("raise", "raise_on_sql"):
-        why = f" (it is lazy={prop.lazy!r})"
+    if lazy is None:
+        lazy = prop.lazy
+    if lazy != prop.lazy and lazy in ("raise", "raise_on_sql"):
+        why = " (the query that loaded it said raiseload())"
+    elif lazy in ("raise", "raise_on_sql"):
+        why = f" (it is lazy={lazy!r})"
     else:
         why = ""
     return exc.UnloadedAttributeError(

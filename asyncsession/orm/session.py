@@ -39,6 +39,7 @@ from asyncsession.engine.base import AsyncConnection, AsyncEngine
 from asyncsession.engine.events import Dispatcher
 from asyncsession.engine.result import AsyncResult, AsyncScalarResult, Result, ResultMetaData
 from asyncsession.orm import loading, strategies
+from asyncsession.orm import strategy_options as so
 from asyncsession.orm._gcpause import paused
 from asyncsession.orm.dependency import sync_relationships
 from asyncsession.orm.identity import IdentityMap
@@ -408,7 +409,7 @@ class AsyncSession:
                     if "delete" in prop.cascade or prop.direction in (ONETOMANY, MANYTOMANY):
                         to_load.setdefault(prop, []).append(state)
             for prop, group in to_load.items():
-                await self._load_relationship(prop, group)
+                await self._load_relationship(prop, group, context=so.PLAIN_CONTEXT)
             next_queue: list[InstanceState] = []
             for state in queue:
                 d = state.dict
@@ -511,8 +512,15 @@ class AsyncSession:
         prop: RelationshipProperty[Any],
         states: Sequence[InstanceState],
         populate_existing: bool = False,
+        context: so.LoadContext | None = None,
+        overwrite_members: bool = False,
     ) -> None:
-        """Load ``prop`` for ``states`` with one IN query per chunk of parents."""
+        """Load ``prop`` for ``states`` with one IN query per chunk of parents.
+
+        ``context`` holds the loader options for the members (their own eager
+        loads, columns); by default the relationships' defaults apply.
+        ``overwrite_members`` is the ``populate_existing`` of the members' rows.
+        """
         ensure_configured(prop.parent)
         if not populate_existing:
             states = [s for s in states if prop.key not in s.dict]
@@ -521,10 +529,49 @@ class AsyncSession:
         need, known = strategies.batch_keys(prop, states)
         rows: list[tuple[Any, ...]] = []
         if need:
+            options = {"autoflush": False, "populate_existing": overwrite_members}
             for statement in strategies.batch_statements(prop, [k for _, k in need]):
-                result = await self._execute(statement, None, {"autoflush": False}, None)
-                rows.extend(tuple(row) for row in result.all())
+                if context is not None:
+                    statement = statement.options(context)
+                rows.extend(await self._select_objects(statement, options))
         strategies.populate(prop, need, known, rows, populate_existing)
+
+    async def _select_objects(
+        self, statement: Select, options: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """Rows of objects of an ORM SELECT the session runs for itself (no autoflush)."""
+        plan = loading.prepare_select(statement)
+        assert plan is not None
+        if self._dispatch.has("do_orm_execute"):
+            await self._dispatch.fire(
+                "do_orm_execute", ORMExecuteState(self, statement, None, options)
+            )
+        txn = self._current("execute")
+        with _io(txn):
+            conn = await self._connection_for(txn, self.get_bind(clause=statement))
+            return await self._orm_rows(conn, plan, None, options)
+
+    async def _orm_rows(
+        self, conn: AsyncConnection, plan: loading.ORMPlan, params: Any, options: Mapping[str, Any]
+    ) -> list[tuple[Any, ...]]:
+        """Execute ``plan`` and load its rows into objects, eager loads included."""
+        raw = await conn.execute(plan.statement, params)
+        populate_existing = bool(options.get("populate_existing"))
+        loader = loading.row_loader(plan, self, self.identity_map, populate_existing)
+        objects = loader(raw._values())
+        if loader.post:
+            await self._post_load(loader.take_post(), populate_existing)
+        return objects
+
+    async def _post_load(self, work: loading.PostWork, populate_existing: bool) -> None:
+        """The selectin loads of freshly loaded objects: one IN query per relationship level
+        (per chunk of 500 parents); deeper levels run inside the nested queries."""
+        for level, objects in work:
+            states = [instance_state(obj) for obj in objects]
+            for prop, context in level.selectin:
+                await self._load_relationship(
+                    prop, states, populate_existing, context, overwrite_members=populate_existing
+                )
 
     # -- expiry ----------------------------------------------------------------------
     def expire(self, obj: Any, attribute_names: Iterable[str] | None = None) -> None:
@@ -1130,16 +1177,16 @@ class AsyncSession:
             await self._dispatch.fire(
                 "do_orm_execute", ORMExecuteState(self, statement, params, options)
             )
+        # Planning is pure: bad loader options fail here, before any SQL (autoflush too).
+        plan = loading.prepare_select(statement) if isinstance(statement, Select) else None
         txn = self._current("execute")
         if self.autoflush and not self._no_autoflush and options.get("autoflush", True):
             await self._flush_inner(txn)
         bind = self.get_bind(clause=statement, **dict(bind_arguments or {}))
         with _io(txn):
             conn = await self._connection_for(txn, bind)
-            if isinstance(statement, Select):
-                plan = loading.prepare_select(statement)
-                if plan is not None:
-                    return await self._execute_orm_select(conn, plan, params, options)
+            if plan is not None:
+                return await self._execute_orm_select(conn, plan, params, options)
             if isinstance(statement, (Update, Delete)):
                 return await self._execute_orm_dml(conn, statement, params, options)
             return await conn.execute(statement, params)
@@ -1147,13 +1194,12 @@ class AsyncSession:
     async def _execute_orm_select(
         self, conn: AsyncConnection, plan: loading.ORMPlan, params: Any, options: Mapping[str, Any]
     ) -> Result[Any]:
-        raw = await conn.execute(plan.statement, params)
-        rows = raw.raw_values()
-        objects = loading.instances(
-            plan, rows, self, self.identity_map, bool(options.get("populate_existing"))
-        )
+        objects = await self._orm_rows(conn, plan, params, options)
         metadata = ResultMetaData(plan.keys, (None,) * len(plan.keys))
-        return Result(metadata, objects)
+        result: Result[Any] = Result(metadata, objects)
+        if plan.needs_unique:
+            result._require_unique()
+        return result
 
     async def _execute_orm_dml(
         self,
@@ -1228,10 +1274,14 @@ class AsyncSession:
                 if hasattr(statement, "get_execution_options")
                 else dict(execution_options or {})
             )
+            plan = (
+                loading.prepare_select(statement, stream=True)
+                if isinstance(statement, Select)
+                else None
+            )
             txn = self._current("execute")
             if self.autoflush and not self._no_autoflush and options.get("autoflush", True):
                 await self._flush_inner(txn)
-            plan = loading.prepare_select(statement) if isinstance(statement, Select) else None
             bind = self.get_bind(clause=statement, **dict(bind_arguments or {}))
             # The ORM's own options (populate_existing, autoflush) stay here.
             engine_options = {k: v for k, v in options.items() if k in _ENGINE_STREAM_OPTIONS}
@@ -1245,11 +1295,11 @@ class AsyncSession:
                 rows: AsyncResult[Any] = await conn.stream(
                     plan.statement, params, execution_options=engine_options
                 )
-            load = loading.row_loader(
-                plan, self, self.identity_map, bool(options.get("populate_existing"))
-            )
+            populate_existing = bool(options.get("populate_existing"))
+            load = loading.row_loader(plan, self, self.identity_map, populate_existing)
             metadata = ResultMetaData(plan.keys, (None,) * len(plan.keys))
-            result: AsyncResult[Any] = AsyncResult(metadata, _ORMStreamSource(rows, load))
+            source = _ORMStreamSource(rows, load, self, populate_existing)
+            result: AsyncResult[Any] = AsyncResult(metadata, source)
             if "yield_per" in options:
                 result.yield_per(options["yield_per"])
             return result
@@ -1293,26 +1343,24 @@ class AsyncSession:
                 expired = state.expired_attributes
                 if obj is not None and not (expired and expired - mapper.deferred_keys):
                     return obj  # type: ignore[no-any-return]
+            plan, names = _get_plan(mapper, with_for_update, tuple(options))
             txn = self._current("execute")
             if self.autoflush and not self._no_autoflush:
                 await self._flush_inner(txn)
-            plan, names = _get_plan(mapper, with_for_update)
+            overwrite = populate_existing or with_for_update is not None
             with _io(txn):
                 conn = await self._connection_for(txn, self.get_bind(mapper=mapper))
-                raw = await conn.execute(plan.statement, dict(zip(names, pk, strict=True)))
-            rows = raw.raw_values()
-            if not rows and state is not None and state.obj_ref() is not None:
+                objects = await self._orm_rows(
+                    conn,
+                    plan,
+                    dict(zip(names, pk, strict=True)),
+                    {"populate_existing": overwrite},
+                )
+            if not objects and state is not None and state.obj_ref() is not None:
                 if not populate_existing and with_for_update is None:
                     # As SQLAlchemy: an expired object whose row is gone was deleted.
                     self._remove_newly_deleted(state, txn)
                 return None
-            objects = loading.instances(
-                plan,
-                rows,
-                self,
-                self.identity_map,
-                populate_existing or with_for_update is not None,
-            )
             return objects[0][0] if objects else None
 
     async def get_one(self, entity: type[_T], ident: Any, **kw: Any) -> _T:
@@ -1439,9 +1487,16 @@ class AsyncSession:
         objects from an earlier query without rewriting that query. Objects
         whose relationship is already loaded keep it unless
         ``populate_existing``. Every object must be persistent in this session.
+        ``attribute`` may also be an option chain starting at the relationship
+        (``selectinload(A.bs).selectinload(B.cs)``): the levels below load too.
         """
         with self._operation("load_relationship"):
-            prop = getattr(attribute, "property", None)
+            context = None
+            prop: Any
+            if isinstance(attribute, so.Load):
+                prop, context = so.context_for_option(attribute)
+            else:
+                prop = getattr(attribute, "property", None)
             if not isinstance(prop, RelationshipProperty):
                 raise exc.ArgumentError(
                     f"load_relationship() takes a relationship attribute such as A.bs, not "
@@ -1461,7 +1516,9 @@ class AsyncSession:
                     )
                 states.append(state)
             self._current("execute")
-            await self._load_relationship(prop, states, populate_existing=populate_existing)
+            await self._load_relationship(
+                prop, states, populate_existing=populate_existing, context=context
+            )
 
     async def merge(self, obj: _T, load: bool = True, options: Sequence[Any] = ()) -> _T:
         """Copy ``obj``'s state onto the persistent object with its key (loaded if needed).
@@ -1480,10 +1537,12 @@ class AsyncSession:
             if load and self.autoflush and not self._no_autoflush:
                 # As SQLAlchemy: flush first whenever merge may load (even from the map).
                 await self._flush_inner(self._current("execute"))
-            merged: _T = await self._merge(obj, load, {})
+            merged: _T = await self._merge(obj, load, {}, tuple(options))
             return merged
 
-    async def _merge(self, obj: Any, load: bool, memo: dict[int, Any]) -> Any:
+    async def _merge(
+        self, obj: Any, load: bool, memo: dict[int, Any], options: tuple[Any, ...] = ()
+    ) -> Any:
         found = memo.get(id(obj))
         if found is not None:
             return found
@@ -1504,11 +1563,10 @@ class AsyncSession:
             target = self.identity_map.get(key)
             if target is None and load:
                 txn = self._current("execute")
-                plan, names = _get_plan(mapper, None)
+                plan, names = _get_plan(mapper, None, options)
                 with _io(txn):
                     conn = await self._connection_for(txn, self.get_bind(mapper=mapper))
-                    raw = await conn.execute(plan.statement, dict(zip(names, pk, strict=True)))
-                rows = loading.instances(plan, raw.raw_values(), self, self.identity_map)
+                    rows = await self._orm_rows(conn, plan, dict(zip(names, pk, strict=True)), {})
                 target = rows[0][0] if rows else None
             elif target is None and not load:
                 if state.modified and state.key is not None:
@@ -1620,18 +1678,26 @@ class _ORMStreamSource:
     source closes it.
     """
 
-    __slots__ = ("_load", "_rows")
+    __slots__ = ("_load", "_populate_existing", "_rows", "_session")
 
     def __init__(
         self,
         rows: AsyncResult[Any],
-        load: Callable[[Sequence[Sequence[Any]]], list[tuple[Any, ...]]],
+        load: loading.RowLoader,
+        session: AsyncSession,
+        populate_existing: bool,
     ) -> None:
         self._rows = rows
         self._load = load
+        self._session = session
+        self._populate_existing = populate_existing
 
     async def fetch_chunk(self, size: int) -> Sequence[Any]:
-        return self._load(await self._rows.yield_per(size).fetchmany(size))
+        objects = self._load(await self._rows.yield_per(size).fetchmany(size))
+        if self._load.post:
+            # Each chunk's selectin loads, before the chunk is handed out.
+            await self._session._post_load(self._load.take_post(), self._populate_existing)
+        return objects
 
     async def close(self) -> None:
         await self._rows.close()
@@ -1904,11 +1970,17 @@ _GET_PLANS: weakref.WeakKeyDictionary[Any, dict[Any, tuple[loading.ORMPlan, tupl
 )
 
 
-def _get_plan(mapper: Any, with_for_update: Any) -> tuple[loading.ORMPlan, tuple[str, ...]]:
-    """The SELECT by primary key for ``get()``, built once per mapper."""
+def _get_plan(
+    mapper: Any, with_for_update: Any, options: tuple[Any, ...] = ()
+) -> tuple[loading.ORMPlan, tuple[str, ...]]:
+    """The SELECT by primary key for ``get()``, built once per mapper (and options)."""
     plans = _GET_PLANS.setdefault(mapper, {})
-    cache_key = repr(with_for_update)
-    found = plans.get(cache_key)
+    cache_key = (repr(with_for_update), options)
+    try:
+        found = plans.get(cache_key)
+    except TypeError:  # an unhashable option: planned (and checked) each time
+        found, cache_key = None, (repr(with_for_update), ())
+        plans = {}
     if found is not None:
         return found
     names = tuple(f"pk_{i}" for i in range(len(mapper.primary_key)))
@@ -1922,6 +1994,8 @@ def _get_plan(mapper: Any, with_for_update: Any) -> tuple[loading.ORMPlan, tuple
         stmt = stmt.with_for_update(
             **(with_for_update if isinstance(with_for_update, dict) else {})
         )
+    if options:
+        stmt = stmt.options(*options)
     plan = loading.prepare_select(stmt)
     assert plan is not None
     plans[cache_key] = (plan, names)

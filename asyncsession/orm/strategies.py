@@ -120,20 +120,33 @@ def populate(
         group = grouped.setdefault(key, [])
         if not any(x is obj for x in group):
             group.append(obj)
-    back = prop.back
-    set_back = back is not None and not back.uselist and prop.direction is not MANYTOONE
     for state, key in need:
         found = grouped.get(key, [])
-        value: Any = found if prop.uselist else (found[0] if found else None)
-        if _store(state, prop, value, populate_existing) and set_back:
-            parent = state.obj_ref()
-            assert back is not None
-            for obj in found:
-                od = obj.__dict__
-                if back.key not in od:
-                    od[back.key] = parent
+        store(
+            state, prop, found if prop.uselist else (found[0] if found else None), populate_existing
+        )
     for state, value in known:
         _store(state, prop, value, populate_existing)
+
+
+def store(
+    state: InstanceState, prop: RelationshipProperty[Any], value: Any, populate_existing: bool
+) -> None:
+    """Store a loaded value (a list of members, or an object or None) on one parent.
+
+    Kept: a value already loaded (unless ``populate_existing``) and unflushed
+    changes (always). The members of a stored one-to-many learn their parent
+    where their many-to-one side is not loaded yet.
+    """
+    if not _store(state, prop, value, populate_existing):
+        return
+    back = prop.back
+    if back is not None and not back.uselist and prop.direction is not MANYTOONE:
+        parent = state.obj_ref()
+        for obj in value if prop.uselist else (() if value is None else (value,)):
+            od = obj.__dict__
+            if back.key not in od:
+                od[back.key] = parent
 
 
 def _store(

@@ -656,6 +656,7 @@ class Select(_SelectBase):
         "_having",
         "_setup_joins",
         "_where",
+        "_with_options",
     )
     __visit_name__ = "select"
 
@@ -678,6 +679,7 @@ class Select(_SelectBase):
         self._correlate: tuple[FromClause, ...] | None = None
         self._ctes: tuple[CTE, ...] = ()
         self._execution_options: Mapping[str, Any] = {}
+        self._with_options: tuple[Any, ...] = ()
         self._froms_memo: list[FromClause] | None = None
 
     # -- columns ------------------------------------------------------------------
@@ -900,6 +902,16 @@ class Select(_SelectBase):
 
     def get_execution_options(self) -> Mapping[str, Any]:
         return self._execution_options
+
+    def options(self, *options: Any) -> Select:
+        """Attach ORM loader options (``selectinload(User.addresses)``, ...).
+
+        The SQL layer only carries them: they are not part of the statement's
+        SQL or cache key; the ORM reads them when it executes the statement.
+        """
+        new = self._clone()
+        new._with_options = self._with_options + options
+        return new
 
     # -- compound ---------------------------------------------------------------
     def union(self, *others: Any) -> CompoundSelect:

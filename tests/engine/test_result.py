@@ -1318,3 +1318,32 @@ def test_raw_values_skip_rows_but_apply_processors() -> None:
     assert all(type(v) is tuple for v in values)
     with pytest.raises(ResourceClosedError, match=NO_ROWS):
         Result(None, []).raw_values()
+
+
+# -- results that must be unique()d (the ORM's joined eager collections) ------------------
+
+
+def _needs_unique(rows: list[tuple[Any, ...]]) -> Result[Any]:
+    result: Result[Any] = Result(ResultMetaData(("A", "n"), (None, None)), rows)
+    result._require_unique()
+    return result
+
+
+def test_a_result_needing_unique_refuses_every_read_without_it() -> None:
+    rows = [("a", 1), ("a", 1), ("b", 2)]
+    reads: list[Callable[[Result[Any]], Any]] = [
+        lambda r: r.all(),
+        lambda r: r.first(),
+        lambda r: r.scalars().all(),
+        lambda r: r.scalar_one(),
+        lambda r: list(r),
+        lambda r: r.mappings().all(),
+        lambda r: r.columns("n").all(),
+    ]
+    for read in reads:
+        with pytest.raises(InvalidRequestError, match=r"unique\(\) method must be invoked"):
+            read(_needs_unique(rows))
+    assert _needs_unique(rows).unique().all() == [("a", 1), ("b", 2)]
+    assert _needs_unique(rows).scalars().unique().all() == ["a", "b"]
+    assert _needs_unique(rows).unique().scalars().all() == ["a", "b"]
+    assert _needs_unique([]).all() == []

@@ -1061,8 +1061,15 @@ class AsyncConnection:
             # BEGIN first if nothing was sent: the xid must name a real prepared transaction.
             entry = await self._ready(options)
             await self._close_streams(0)
+            # The PREPARE itself is not interrupted (within CLEANUP_TIMEOUT): cut short,
+            # it may still complete on the server after a check for it has run. A
+            # cancellation that arrives meanwhile is handled once it returned.
             try:
-                await self._control(entry, sql)
+                with (
+                    anyio.CancelScope(shield=True),
+                    anyio.move_on_after(pool_module.CLEANUP_TIMEOUT) as deadline,
+                ):
+                    await self._control(entry, sql)
             except exc.DBAPIError as error:
                 # PostgreSQL turns a failed PREPARE TRANSACTION into a ROLLBACK.
                 self._deactivate(f"PREPARE TRANSACTION failed: {error.orig}")
@@ -1070,11 +1077,31 @@ class AsyncConnection:
             except BaseException:
                 await self._forget_interrupted_prepare(transaction)
                 raise
+            if deadline.cancelled_caught:
+                await self._forget_interrupted_prepare(transaction)
+                raise exc.OperationalError(
+                    f"{sql} did not finish within {pool_module.CLEANUP_TIMEOUT} seconds", sql
+                )
             for savepoint in self._savepoints:
                 savepoint.state = TransactionState.COMMITTED
             self._savepoints.clear()
             self._begun = False  # the server holds the work apart from this connection now
             transaction.state = TransactionState.PREPARED
+            try:
+                await anyio.lowlevel.checkpoint_if_cancelled()
+            except BaseException:
+                # Cancelled while PREPARE ran: nothing may stay prepared (see prepare()).
+                done, _ = await self._discard_prepared(transaction.xid, self._entry)
+                transaction.state = TransactionState.DEACTIVE
+                transaction.reason = "prepare() was cancelled; the prepared work was rolled back"
+                if not done:
+                    self._invalidate("the cleanup of a cancelled PREPARE TRANSACTION failed")
+                    transaction.reason = (
+                        f"prepare() was cancelled, and transaction {transaction.xid!r} may "
+                        "still be prepared on the server: resolve it with recover_twophase() "
+                        "and rollback_prepared()"
+                    )
+                raise
         finally:
             self._busy = None
 

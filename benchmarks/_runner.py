@@ -14,6 +14,9 @@ How it works:
   function lives in one asyncio event loop (``anyio.run``) from setup to
   teardown, so connections opened in setup serve every run. A fully sync one
   runs without any event loop, as a blocking library expects.
+- Each run starts from a collected heap (``gc.collect()``, untimed, as for every
+  contender): otherwise a full collection of garbage left by the untimed reset
+  or an earlier run lands at random inside some timed runs.
 - The reported time is the best of the timed runs: noise only adds time.
 - ``Unavailable`` raised by any step (typically setup, "PostgreSQL is not
   reachable") reports the contender as skipped; any other exception reports it
@@ -23,6 +26,7 @@ How it works:
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import inspect
 import os
@@ -126,6 +130,7 @@ async def _lifecycle(implementation: Implementation, repeat: int) -> tuple[float
         for index in range(WARMUP_RUNS + repeat):
             if implementation.before_each:
                 await _call(implementation.before_each, state)
+            gc.collect()
             start = time.perf_counter()
             await _call(implementation.run, state)
             elapsed = time.perf_counter() - start

@@ -89,12 +89,7 @@ class IdentityMap:
         return state
 
     def remove(self, state: InstanceState) -> None:
-        ident = state._ident
-        if ident is not None:
-            states = self._by_class.get(state.mapper.class_)
-            if states is not None and states.get(ident) is state:
-                del states[ident]
-        self.modified.discard(state)
+        self._forget(state)
         state.identity_map = None
 
     def replace_key(self, state: InstanceState, new_key: tuple[Any, ...]) -> None:

@@ -962,14 +962,7 @@ class AsyncSession:
         await self._flush_inner(current)
         try:
             # Release savepoints innermost first, then commit the root.
-            txn: SessionTransaction | None = current
-            while txn is not None and txn.nested:
-                for _conn, savepoint, _ in txn.connections.values():
-                    if savepoint is not None and savepoint.is_active:
-                        await savepoint.commit()
-                txn.merge_into_parent()
-                txn.state = TxState.COMMITTED
-                txn = txn.parent
+            await _release_savepoints(current)
             for _conn, ctx, _owned in root.connections.values():
                 if ctx is not None and ctx.is_active:
                     await ctx.commit()
@@ -1890,6 +1883,18 @@ async def _rollback_joined(root: SessionTransaction) -> None:
                     await ctx.rollback()
 
 
+async def _release_savepoints(current: SessionTransaction) -> None:
+    """Release the savepoints from ``current`` outwards, merging each level into its parent."""
+    txn: SessionTransaction | None = current
+    while txn is not None and txn.nested:
+        for _conn, savepoint, _ in txn.connections.values():
+            if savepoint is not None and savepoint.is_active:
+                await savepoint.commit()
+        txn.merge_into_parent()
+        txn.state = TxState.COMMITTED
+        txn = txn.parent
+
+
 async def _prepare_root(session: AsyncSession, current: SessionTransaction) -> None:
     """The first phase: flush, release savepoints, PREPARE every connection.
 
@@ -1901,14 +1906,7 @@ async def _prepare_root(session: AsyncSession, current: SessionTransaction) -> N
         await session._dispatch.fire("before_commit", session)
     await session._flush_inner(current)
     try:
-        txn: SessionTransaction | None = current
-        while txn is not None and txn.nested:
-            for _conn, savepoint, _ in txn.connections.values():
-                if savepoint is not None and savepoint.is_active:
-                    await savepoint.commit()
-            txn.merge_into_parent()
-            txn.state = TxState.COMMITTED
-            txn = txn.parent
+        await _release_savepoints(current)
         session._transaction = root
         for _conn, ctx, _owned in root.connections.values():
             if ctx is not None and ctx.is_active:

@@ -544,12 +544,14 @@ class ForUpdate:
 class _SelectBase(ClauseElement):
     """What SELECT and compound SELECTs share: ordering, limits, subquery forms."""
 
-    __slots__ = ("_limit", "_offset", "_order_by")
+    __slots__ = ("_ck_memo", "_limit", "_offset", "_order_by")
     is_selectable = True
 
     _order_by: tuple[ColumnElement, ...]
     _limit: ColumnElement | None
     _offset: ColumnElement | None
+    # (cache key, bind parameters) once compiled as a statement (Dialect.compile).
+    _ck_memo: tuple[Any, tuple[Any, ...]] | None
 
     @property
     def selected_columns(self) -> Sequence[ColumnElement]:
@@ -560,6 +562,7 @@ class _SelectBase(ClauseElement):
         new = cls.__new__(cls)
         for slot in _slot_names(cls):
             setattr(new, slot, getattr(self, slot))
+        new._ck_memo = None  # a changed copy has its own cache key
         return new
 
     def order_by(self, *clauses: Any) -> Any:
@@ -681,6 +684,7 @@ class Select(_SelectBase):
         self._execution_options: Mapping[str, Any] = {}
         self._with_options: tuple[Any, ...] = ()
         self._froms_memo: list[FromClause] | None = None
+        self._ck_memo = None
 
     # -- columns ------------------------------------------------------------------
     @property
@@ -1122,6 +1126,7 @@ class CompoundSelect(_SelectBase):
 
     def __init__(self, keyword: str, selects: Sequence[Any]) -> None:
         self.keyword = keyword
+        self._ck_memo = None
         items: list[_SelectBase] = []
         width: int | None = None
         for s in selects:

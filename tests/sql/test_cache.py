@@ -274,3 +274,19 @@ def test_a_dml_statement_compiled_again_reuses_its_key_and_copies_do_not() -> No
     assert compiled is not first
     assert "RETURNING" in compiled.sql
     assert [b.value for b in binds] == [None, 5, "x"]
+
+
+def test_a_select_compiled_again_reuses_its_key_and_copies_do_not() -> None:
+    dialect = PGDialect()
+    stmt = select(users.c.id).where(users.c.name == "ann")
+    first, _ = dialect.compile(stmt)
+    again, binds = dialect.compile(stmt)
+    assert again is first
+    assert [b.value for b in binds] == ["ann"]
+    limited = stmt.limit(3).order_by(users.c.id)
+    compiled, binds = dialect.compile(limited)
+    assert compiled is not first
+    assert "LIMIT" in compiled.sql
+    assert [b.value for b in binds] == ["ann", 3]
+    union = stmt.union(select(users.c.id))
+    assert dialect.compile(union)[0] is dialect.compile(union)[0]

@@ -52,7 +52,6 @@ from asyncsession import (
     text,
     undefer,
 )
-from tests.orm.models import is_pg
 
 pytestmark = pytest.mark.anyio
 
@@ -169,13 +168,6 @@ class BoxLabel(Base):
 
 
 # -- fixtures ---------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def connect_args(db_url: str, request: pytest.FixtureRequest) -> dict[str, Any]:
-    if is_pg(db_url):
-        return {"server_settings": {"search_path": request.getfixturevalue("pg_schema")}}
-    return {}
 
 
 @pytest.fixture

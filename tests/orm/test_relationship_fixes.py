@@ -26,7 +26,6 @@ from asyncsession import (
     select,
 )
 from asyncsession.orm.relationships import ensure_configured, relationship
-from tests.orm.models import is_pg
 
 
 class Base(DeclarativeBase):
@@ -66,13 +65,6 @@ def test_order_by_naming_something_else() -> None:
 
     with pytest.raises(ArgumentError, match=r"Box\.things: order_by='Box\.id' must name"):
         ensure_configured(Box.__mapper__)
-
-
-@pytest.fixture
-def connect_args(db_url: str, request: pytest.FixtureRequest) -> dict[str, Any]:
-    if is_pg(db_url):
-        return {"server_settings": {"search_path": request.getfixturevalue("pg_schema")}}
-    return {}
 
 
 @pytest.fixture

@@ -133,15 +133,6 @@ class Node(Base):
 
 
 @pytest.fixture
-def connect_args(db_url: str, request: pytest.FixtureRequest) -> dict[str, Any]:
-    """PostgreSQL: unqualified tables go in the test's own schema."""
-    if db_url.startswith("postgresql"):
-        schema = request.getfixturevalue("pg_schema")
-        return {"server_settings": {"search_path": schema}}
-    return {}
-
-
-@pytest.fixture
 async def engine(db_url: str, connect_args: dict[str, Any]) -> AsyncIterator[AsyncEngine]:
     engine = create_async_engine(db_url, connect_args=connect_args)
     async with engine.begin() as conn:

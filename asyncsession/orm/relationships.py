@@ -1108,12 +1108,21 @@ class KeyFuncDict(dict[Any, _T], _Owned):
 
 
 def attribute_keyed_dict(attr_name: str, *, ignore_unpopulated_attribute: bool = False) -> Any:
-    """A dict collection keyed by each member's ``attr_name``."""
+    """A dict collection keyed by each member's ``attr_name``.
+
+    A member whose ``attr_name`` is None can't be keyed: ArgumentError, unless
+    ``ignore_unpopulated_attribute`` (then it is keyed by None), as SQLAlchemy.
+    """
 
     def keyfunc(item: Any) -> Any:
         value = item.__dict__.get(attr_name, NO_VALUE)
         if value is NO_VALUE:
             value = getattr(item, attr_name)
+        if value is None and not ignore_unpopulated_attribute:
+            raise exc.ArgumentError(
+                f"Can't key {type(item).__name__} object {item!r:.60} by {attr_name!r}: the "
+                "attribute is not set"
+            )
         return value
 
     return type(f"KeyFuncDict[{attr_name}]", (KeyFuncDict,), {"keyfunc": staticmethod(keyfunc)})
@@ -1362,10 +1371,7 @@ class RelationshipAttribute(Generic[_T]):
             raise exc.ArgumentError(
                 f"Can't set {prop.describe()} to None; assign an empty collection instead"
             )
-        if isinstance(value, dict) and not isinstance(prop.collection_class, type):
-            items = list(value.values())
-        else:
-            items = list(value.values()) if isinstance(value, dict) else list(value)
+        items = list(value.values()) if isinstance(value, dict) else list(value)
         for item in items:
             if not isinstance(item, prop.entity):
                 raise exc.ArgumentError(

@@ -671,3 +671,10 @@ def test_lazy_raise_refuses_even_identity_map_hits() -> None:
     instance_state(c).key = (C, (1,), None)  # as if loaded
     with pytest.raises(UnloadedAttributeError, match=r"C\.p is not loaded \(it is lazy='raise'\)"):
         c.p  # noqa: B018
+
+
+def test_keyed_dict_refuses_a_member_without_its_key() -> None:
+    f = Folder()
+    with pytest.raises(exc.ArgumentError, match=r"Can't key Item object .* by 'key'"):
+        f.notes.set(Item())  # type: ignore[attr-defined]
+    assert dict(f.notes) == {}

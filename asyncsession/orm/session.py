@@ -799,7 +799,7 @@ class AsyncSession:
         dirty = [
             s
             for s in list(self.identity_map.modified)
-            if s not in self._deleted and (only is None or id(s) in only) and s.changed_keys()
+            if s not in self._deleted and (only is None or id(s) in only)
         ]
         if not (new or deleted or dirty):
             return
@@ -820,11 +820,7 @@ class AsyncSession:
             await self._prepare_flush()
             new = list(self._new)
             deleted = list(self._deleted)
-            dirty = [
-                s
-                for s in list(self.identity_map.modified)
-                if s not in self._deleted and s.changed_keys()
-            ]
+            dirty = [s for s in list(self.identity_map.modified) if s not in self._deleted]
             with paused(len(new) + len(dirty) + len(deleted)):
                 dependencies = sync_relationships(new, dirty, deleted)
         bind = self.get_bind(mapper=(new or dirty or deleted)[0].mapper)

@@ -112,9 +112,12 @@ class MappedColumn(Mapped[_T]):
         if not named:
             args.insert(0, name)
         try:
-            return Column(*args, **kwargs)
+            column = Column(*args, **kwargs)
         except exc.ArgumentError as err:
             raise exc.ArgumentError(f"{where}: {err}") from None
+        # As SQLAlchemy's: the class body may name it (``remote_side=[id]``).
+        self.column = column
+        return column
 
     def copy(self) -> MappedColumn[_T]:
         clone = MappedColumn.__new__(MappedColumn)

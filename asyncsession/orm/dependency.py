@@ -41,7 +41,7 @@ from asyncsession.orm.relationships import (
     members,
     relationship_history,
 )
-from asyncsession.orm.state import NO_VALUE, InstanceState
+from asyncsession.orm.state import NO_VALUE, InstanceState, instance_state
 from asyncsession.sql.elements import ClauseElement
 from asyncsession.sql.schema import Column, Table
 
@@ -226,7 +226,8 @@ class _Sync:
                     values = [_value(target, k, why) for k in prop.remote_keys]
                     self._assign(state, prop, prop.local_keys, values)
                     self._edge(prop.target, prop.parent.local_table, prop)
-                elif removed and not pending:
+                elif not pending and (removed or d.get(key, NO_VALUE) is None):
+                    # Set to None: also when the old value was never loaded.
                     self._assign(state, prop, prop.local_keys, [None] * len(prop.local_keys))
             elif direction is ONETOMANY:
                 why = f"the foreign keys of the members of {prop.describe()}"
@@ -237,12 +238,14 @@ class _Sync:
                         self._assign(child, prop, prop.remote_keys, values)
                     self._edge(prop.parent.local_table, prop.target, prop)
                 for item in removed:
-                    self.nulls.append((_state_of(item, prop), prop, state))
+                    child = instance_state(item)
+                    if child.key is not None:  # a pending or transient one has no row
+                        self.nulls.append((_state_of(item, prop), prop, state))
             else:
                 for item in added:
                     self._association(prop, state, _state_of(item, prop), inserting=True)
                 for item in removed:
-                    child = _state_of(item, prop)
+                    child = instance_state(item)
                     if child.key is not None:
                         self._association(prop, state, child, inserting=False)
 
@@ -311,7 +314,6 @@ class _Sync:
 
 
 def _state_of(obj: Any, prop: RelationshipProperty[Any]) -> InstanceState:
-    from asyncsession.orm.state import instance_state
 
     state = instance_state(obj)
     if state.session is None and state.key is None:

@@ -791,7 +791,9 @@ class _Owned:
         cascade_added(self._prop, self._owner, item)
 
     def _removed(self, item: Any) -> None:
-        backref_removed(self._prop, self._owner.obj_ref(), item)
+        owner = self._owner.obj_ref()
+        backref_removed(self._prop, owner, item)
+        orphan_removed(self._prop, owner, item)
 
 
 def _contains(collection: Iterable[Any], item: Any) -> bool:
@@ -1161,10 +1163,27 @@ def backref_removed(prop: RelationshipProperty[Any], owner: Any, item: Any) -> N
         coll = d.get(back.key)
         if coll is not None:
             coll._remove_quiet(owner)
+        if not prop.uselist:  # ``item`` lost ``owner`` by ``owner.<prop> = ...``
+            orphan_removed(back, item, owner)
         return
     if d.get(back.key, NO_VALUE) is owner:
         instance_state(item).record_change(back.key, owner)
         d[back.key] = None
+
+
+def orphan_removed(prop: RelationshipProperty[Any], owner: Any, item: Any) -> None:
+    """``item`` left ``owner``'s delete-orphan collection ``prop``: a pending orphan
+    leaves the session at once, as in SQLAlchemy (a persistent one is deleted at flush)."""
+    if "delete-orphan" not in prop.cascade or item is None:
+        return
+    istate = instance_state(item)
+    session = istate.session
+    if istate.key is not None or session is None:
+        return
+    back = prop.back
+    if back is not None and not back.uselist and item.__dict__.get(back.key) is not None:
+        return  # it has another parent
+    session.expunge(item)
 
 
 def _forget(prop: RelationshipProperty[Any], old_owner: Any, item: Any) -> None:
@@ -1287,6 +1306,10 @@ class RelationshipAttribute(Generic[_T]):
             )
         state.record_change(self.key, old)
         d[self.key] = value
+        if old is NO_VALUE and state.key is not None and prop.back is not None:
+            # Not loaded, but maybe known without SQL (in the identity map): its
+            # collection, if loaded, must lose this object (SQLAlchemy does the same).
+            old = resolve_many_to_one(state, prop)
         if old is not NO_VALUE and old is not None:
             backref_removed(prop, instance, old)
         if value is not None:
@@ -1324,6 +1347,7 @@ class RelationshipAttribute(Generic[_T]):
         for item in old_items:
             if not _contains(items, item):
                 backref_removed(prop, instance, item)
+                orphan_removed(prop, instance, item)
         for item in items:
             if not _contains(old_items, item):
                 backref_added(prop, instance, item)

@@ -51,7 +51,7 @@ from asyncsession.orm.relationships import (
 )
 from asyncsession.orm.state import NO_VALUE, InstanceState, instance_state
 from asyncsession.orm.transaction import SessionTransaction, TxState
-from asyncsession.orm.unitofwork import execute_flush, plan_flush
+from asyncsession.orm.unitofwork import execute_flush, keys_to_order_deletes, plan_flush
 from asyncsession.sql.dml import Delete, Update
 from asyncsession.sql.elements import ClauseElement, bindparam
 from asyncsession.sql.selectable import Select, select
@@ -406,8 +406,8 @@ class AsyncSession:
                             continue
                         seen.add(id(istate))
                         if istate.key is None:
-                            if istate.session is self:
-                                self._detach(istate)
+                            # As SQLAlchemy: a pending member stays pending (and is
+                            # inserted); only rows that exist are deleted.
                             continue
                         if istate._deleted or istate in self._deleted:
                             continue
@@ -419,7 +419,7 @@ class AsyncSession:
 
     def _orphans(self) -> list[InstanceState]:
         """Members removed from a delete-orphan relationship and not given another parent."""
-        removed: dict[int, tuple[InstanceState, RelationshipProperty[Any]]] = {}
+        removed: dict[int, tuple[InstanceState, RelationshipProperty[Any], Any]] = {}
         kept: set[tuple[int, RelationshipProperty[Any]]] = set()
         states = [*self._new, *self.identity_map.modified]
         for state in states:
@@ -431,21 +431,40 @@ class AsyncSession:
                     history = relationship_history(state, prop)
                     for item in history.deleted:
                         istate = instance_state(item)
-                        removed[id(istate)] = (istate, prop)
+                        removed[id(istate)] = (istate, prop, state.obj_ref())
                 for item in members(state.dict.get(prop.key, NO_VALUE)):
                     kept.add((id(item), prop))
+            if committed:
+                self._orphaned_by_many_to_one(state, committed, removed)
         out = []
-        for istate, prop in removed.values():
+        for istate, prop, owner in removed.values():
             obj = istate.obj_ref()
             if obj is None or (id(obj), prop) in kept or istate.session is not self:
                 continue
             back = prop.back
             if back is not None and not back.uselist:
                 parent = obj.__dict__.get(back.key, NO_VALUE)
-                if parent is not NO_VALUE and parent is not None:
+                if parent is not NO_VALUE and parent is not None and parent is not owner:
                     continue  # moved to another parent
             out.append(istate)
         return out
+
+    @staticmethod
+    def _orphaned_by_many_to_one(
+        state: InstanceState,
+        committed: dict[str, Any],
+        removed: dict[int, tuple[InstanceState, RelationshipProperty[Any], Any]],
+    ) -> None:
+        """``child.parent = None`` (or another parent) while ``parent.children`` is not
+        loaded: ``state`` left its known old parent's delete-orphan collection too."""
+        for prop in state.mapper.relationships.values():
+            back = prop.back
+            if back is None or prop.uselist or prop.key not in committed:
+                continue
+            if "delete-orphan" not in back.cascade:
+                continue
+            for old in relationship_history(state, prop).deleted:
+                removed.setdefault(id(state), (state, back, old))
 
     async def _prepare_flush(self) -> None:
         """Cascades a flush needs: save-update sweep, orphans, delete (with their loads)."""
@@ -479,13 +498,26 @@ class AsyncSession:
             states = [s for s in states if prop.key not in s.dict]
         if not states:
             return
+        for state in states:
+            # The join columns of an expired object: loaded first (with the rest of
+            # what expired), as refresh(obj, [key]) does.
+            d = state.dict
+            missing = [k for k in prop.local_keys if k not in d and k not in state.mapper.pk_keys]
+            if missing and state.key is not None:
+                await self._load_columns(state, missing, None, refresh=False)
         need, known = strategies.batch_keys(prop, states)
         rows: list[tuple[Any, ...]] = []
         if need:
             for statement in strategies.batch_statements(prop, [k for _, k in need]):
                 result = await self._execute(statement, None, {"autoflush": False}, None)
                 rows.extend(tuple(row) for row in result.all())
-        strategies.populate(prop, need, known, rows, populate_existing)
+        # A refresh (populate_existing) reloads what the database has, as SQLAlchemy's.
+        changed = (
+            [*self._new, *self.identity_map.modified]
+            if prop.back is not None and not populate_existing
+            else ()
+        )
+        strategies.populate(prop, need, known, rows, populate_existing, changed)
 
     # -- expiry ----------------------------------------------------------------------
     def expire(self, obj: Any, attribute_names: Iterable[str] | None = None) -> None:
@@ -502,10 +534,16 @@ class AsyncSession:
                 )
             state.expire(names)
         else:
+            # What it holds along refresh-expire relationships, before they are dropped.
+            related = self._related(obj, "refresh-expire")
             state.expire()
-            for other in self._related(obj, "refresh-expire"):
-                if other.session is self and other.key is not None:
+            for other in related:
+                if other.session is not self:
+                    continue
+                if other.key is not None:
                     other.expire()
+                else:  # as SQLAlchemy: a pending object reached by the cascade leaves
+                    self._detach(other)
 
     def expire_all(self) -> None:
         for state in self.identity_map.states():
@@ -741,6 +779,11 @@ class AsyncSession:
                 if s not in self._deleted and s.changed_keys()
             ]
             dependencies = sync_relationships(new, dirty, deleted)
+        for state in deleted:
+            # As the rest of the flush: what the plan needs and is expired gets loaded.
+            missing = [k for k in keys_to_order_deletes(state.mapper) if k not in state.dict]
+            if missing:
+                await self._load_columns(state, missing, None, refresh=False)
         bind = self.get_bind(mapper=(new or dirty or deleted)[0].mapper)
         conn = await self._connection_for(txn, bind)
         await self._fire_mapper_events("before", conn, new, dirty, deleted)
@@ -1361,7 +1404,10 @@ class AsyncSession:
                         f"load_relationship({prop.describe()}) got a {type(obj).__name__}"
                     )
                 states.append(state)
-            self._current("execute")
+            if self._transaction is not None:
+                # Checked, not begun: a load that needs no SQL (NULL keys, objects in
+                # the identity map) does not begin a transaction, as SQLAlchemy's.
+                self._transaction.check("execute")
             await self._load_relationship(prop, states, populate_existing=populate_existing)
 
     async def merge(self, obj: _T, load: bool = True, options: Sequence[Any] = ()) -> _T:

@@ -131,6 +131,7 @@ __all__ = [
     "PostUpdate",
     "UpdateGroup",
     "execute_flush",
+    "keys_to_order_deletes",
     "plan_flush",
 ]
 
@@ -445,6 +446,42 @@ def _info(mapper: Mapper) -> _MapperInfo:
     if info is None:
         info = _infos[mapper] = _MapperInfo(mapper)
     return info
+
+
+def keys_to_order_deletes(mapper: Mapper) -> tuple[str, ...]:
+    """Foreign key attributes the planner may need to order DELETEs row by row.
+
+    Those of foreign keys to the mapper's own table, or to a table with a
+    foreign key back to it (a cycle of two): the session loads them, when
+    expired, for the objects it deletes.
+    """
+    found = _delete_order_keys.get(mapper)
+    if found is not None:
+        return found
+    info = _info(mapper)
+    table = info.table
+    out: list[str] = []
+    for fk in info.foreign_keys:
+        if fk.local_keys is None:
+            continue
+        target = fk.target
+        if target is table or any(
+            isinstance(c, ForeignKeyConstraint) and any(_references(e, table) for e in c.elements)
+            for c in target.constraints
+        ):
+            out.extend(k for k in fk.local_keys if k not in out)
+    found = _delete_order_keys[mapper] = tuple(out)
+    return found
+
+
+_delete_order_keys: weakref.WeakKeyDictionary[Mapper, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _references(element: Any, table: Table) -> bool:
+    try:
+        return element.column.table is table
+    except exc.NoReferenceError:
+        return False
 
 
 # -- planning ------------------------------------------------------------------------------

@@ -887,10 +887,14 @@ class _Planner:
             return found
 
         edges: list[tuple[int, int]] = []
+        post = self.deps.post if self.deps is not None else {}
         for row in rows:
+            cleared = post.get(row.state)
             for fk in row.info.foreign_keys:
                 if fk.target not in members or fk.local_keys is None:
                     continue
+                if cleared and all(k in cleared and cleared[k] is None for k in fk.local_keys):
+                    continue  # a post_update sets it to NULL before the DELETEs
                 value = tuple(_loaded(row.state, row.dict, k, why) for k in fk.local_keys)
                 if any(v is None for v in value):
                     continue

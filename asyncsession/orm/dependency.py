@@ -166,11 +166,15 @@ class _Sync:
         keys: Sequence[str],
         values: Sequence[Any],
     ) -> None:
-        if id(state) in self.doomed:
+        # Runs once per related object and side: kept lean.
+        if self.doomed and id(state) in self.doomed:
             return
         target = self.deps.post if prop.post_update else self.deps.values
-        slot = target.setdefault(state, {})
-        slot.update(zip(keys, values, strict=True))
+        slot = target.get(state)
+        if slot is None:
+            target[state] = dict(zip(keys, values, strict=True))
+        else:
+            slot.update(zip(keys, values, strict=True))
 
     def _edge(self, parent: Table, child: Table, prop: RelationshipProperty[Any]) -> None:
         if not prop.post_update and parent is not child:
@@ -210,12 +214,16 @@ class _Sync:
             changed = bool(committed) and key in committed  # type: ignore[operator]
             if not changed and not (pending and key in d):
                 continue
-            history = relationship_history(state, prop)
-            if pending:
-                added = history.added + history.unchanged
-                removed: tuple[Any, ...] = history.deleted
+            removed: tuple[Any, ...]
+            if pending and (not changed or not committed[key]):  # type: ignore[index]
+                # Nothing loaded before (NO_VALUE or empty): every member is added.
+                added, removed = tuple(members(d.get(key, NO_VALUE))), ()
             else:
-                added, removed = history.added, history.deleted
+                history = relationship_history(state, prop)
+                if pending:
+                    added, removed = history.added + history.unchanged, history.deleted
+                else:
+                    added, removed = history.added, history.deleted
             direction = prop.direction
             if direction is MANYTOONE:
                 if prop.uselist:

@@ -257,13 +257,12 @@ class AsyncSession:
         stack = [obj]
         while stack:
             current = stack.pop()
-            state = instance_state(current)
-            ensure_configured(state.mapper)
             d = current.__dict__
-            for prop in state.mapper.relationships.values():
-                if "save-update" not in prop.cascade:
+            for key in _save_update_keys(instance_state(current).mapper):
+                value = d.get(key)
+                if value is None:
                     continue
-                for item in members(d.get(prop.key, NO_VALUE)):
+                for item in members(value):
                     istate = instance_state(item)
                     if istate.session is None and not istate._deleted:
                         self._attach(istate, item)
@@ -421,8 +420,10 @@ class AsyncSession:
         """Members removed from a delete-orphan relationship and not given another parent."""
         removed: dict[int, tuple[InstanceState, RelationshipProperty[Any], Any]] = {}
         kept: set[tuple[int, RelationshipProperty[Any]]] = set()
-        states = [*self._new, *self.identity_map.modified]
-        for state in states:
+        # Only persistent objects: a pending one's collections started empty (nothing
+        # removed from them has a row to lose), and a pending object removed from a
+        # delete-orphan collection left the session at once (orphan_removed()).
+        for state in list(self.identity_map.modified):
             committed = state.committed_state
             for prop in state.mapper.relationships.values():
                 if "delete-orphan" not in prop.cascade:
@@ -1665,6 +1666,20 @@ async def _rollback_savepoint(session: AsyncSession, txn: SessionTransaction) ->
             if session._dispatch.has("after_soft_rollback"):
                 await session._dispatch.fire("after_soft_rollback", session, txn)
             await session._end(txn)
+
+
+_save_update: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _save_update_keys(mapper: Any) -> tuple[str, ...]:
+    """The keys of ``mapper``'s relationships that cascade save-update (configured first)."""
+    found = _save_update.get(mapper)
+    if found is None:
+        ensure_configured(mapper)
+        found = tuple(k for k, p in mapper.relationships.items() if "save-update" in p.cascade)
+        if all(p.configured for p in mapper.relationships.values()):
+            _save_update[mapper] = found
+    return found
 
 
 def _describe(state: InstanceState) -> str:

@@ -784,6 +784,7 @@ class _Owned:
                 f"Can't add {type(item).__name__} object {item!r:.60} to "
                 f"{self._prop.describe()}: it holds {entity.__name__} objects"
             )
+        check_not_deleted(self._prop, self._owner, item)
 
     def _added(self, item: Any) -> None:
         owner = self._owner.obj_ref()
@@ -1198,6 +1199,20 @@ def _forget(prop: RelationshipProperty[Any], old_owner: Any, item: Any) -> None:
         d[prop.key] = None
 
 
+def check_not_deleted(prop: RelationshipProperty[Any], owner: InstanceState, item: Any) -> None:
+    """Refuse, before any change, to cascade save-update to an object deleted in a flush
+    (SQLAlchemy raises the same): it has no row to be linked to."""
+    if owner.session is None or "save-update" not in prop.cascade:
+        return
+    istate = instance_state(item)
+    if istate._deleted:
+        raise exc.InvalidRequestError(
+            f"Can't link {type(item).__name__} object {item!r:.60} through "
+            f"{prop.describe()}: it was deleted in a flush (its row is gone). Use a new "
+            "object, or make_transient() it first."
+        )
+
+
 def cascade_added(prop: RelationshipProperty[Any], owner: InstanceState, item: Any) -> None:
     """save-update cascade: an object attached to a session object joins that session."""
     session = owner.session
@@ -1294,6 +1309,8 @@ class RelationshipAttribute(Generic[_T]):
                 f"Can't set {prop.describe()} to a {type(value).__name__} ({value!r:.60}): it "
                 f"holds a {prop.entity.__name__} or None"
             )
+        if value is not None:
+            check_not_deleted(prop, state, value)
         d = instance.__dict__
         old = d.get(self.key, NO_VALUE)
         if old is value:
@@ -1333,6 +1350,7 @@ class RelationshipAttribute(Generic[_T]):
                     f"Can't add {type(item).__name__} object {item!r:.60} to "
                     f"{prop.describe()}: it holds {prop.entity.__name__} objects"
                 )
+            check_not_deleted(prop, state, item)
         d = instance.__dict__
         old = d.get(self.key, NO_VALUE)
         if old is NO_VALUE and state.key is not None:

@@ -183,3 +183,19 @@ async def test_deleting_an_expired_node_loads_what_orders_the_deletes(
     await session.delete(root)
     await session.commit()
     assert (await session.execute(select(Node.id))).all() == []
+
+
+async def test_linking_an_object_deleted_in_a_flush_raises_before_any_change(
+    session: AsyncSession,
+) -> None:
+    from asyncsession import InvalidRequestError
+
+    parent = await committed_family(session, children=2)
+    gone = parent.children[0]
+    await session.delete(gone)
+    await session.commit()  # gone is detached, its row deleted
+    with pytest.raises(InvalidRequestError, match="deleted in a flush"):
+        parent.children = [gone]  # as SQLAlchemy ("has been deleted")
+    with pytest.raises(InvalidRequestError, match="deleted in a flush"):
+        parent.children.append(gone)
+    assert not session.is_modified(parent)

@@ -791,11 +791,11 @@ class AsyncSession:
         plan = plan_flush(new, dirty, deleted, conn.dialect, dependencies)
         outcome = await execute_flush(plan, conn)
         # Success: move the states. No await from here on.
-        for state in outcome.inserted:
-            obj = self._new.pop(state, None)
-            state.key = state.mapper.identity_key_from_instance(
-                obj if obj is not None else state.obj_ref()
-            )
+        # Held to the end of the flush (the after_flush listeners see them): _new may
+        # have held the only references, and the identity map's are weak.
+        held = [self._new.pop(state, None) for state in outcome.inserted]
+        for state, _obj in zip(outcome.inserted, held, strict=True):
+            assert state.key is not None  # execute_flush() gave each its key
             # The INSERT succeeded, so an object still mapped under this key has
             # no row (one left over from a rollback): as SQLAlchemy, it was deleted.
             leftover = self.identity_map.get_state(state.key)
@@ -837,11 +837,16 @@ class AsyncSession:
         deleted: Sequence[InstanceState],
     ) -> None:
         for kind, states in (("insert", new), ("update", dirty), ("delete", deleted)):
+            name = f"{when}_{kind}"
+            listened: dict[Any, bool] = {}  # per mapper: one look at its listeners
             for state in states:
-                dispatch = getattr(state.mapper, "dispatch", None)
-                name = f"{when}_{kind}"
-                if dispatch is not None and dispatch.has(name):
-                    await dispatch.fire(name, state.mapper, conn, state.obj_ref())
+                mapper = state.mapper
+                fire = listened.get(mapper)
+                if fire is None:
+                    dispatch = getattr(mapper, "dispatch", None)
+                    fire = listened[mapper] = dispatch is not None and dispatch.has(name)
+                if fire:
+                    await mapper.dispatch.fire(name, mapper, conn, state.obj_ref())
 
     async def commit(self) -> None:
         """Flush, then commit the outermost transaction (releasing savepoints)."""

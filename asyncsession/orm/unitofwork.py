@@ -744,16 +744,25 @@ class _Planner:
     def _pending_row(self, state: InstanceState) -> _Row:
         info = self._info(state.mapper)
         d = _object_dict(state)
+        # Values relationships set win over the object's; no merged copy of the
+        # object's dict (this runs once per new object): ``row.dict`` stays the
+        # object's own, and the cyclic ordering merges where it needs to.
         overlay = self.overlay.get(state) if self.overlay else None
-        if overlay:
-            d = {**d, **overlay}
         none_keys = info.none_keys
         pk_keys = info.pk_keys
         keys: list[str] = []
         values: list[Any] = []
         expressions = False
         for key in info.keys:
-            if key in d:
+            if overlay and key in overlay:
+                value = overlay[key]
+                if value is None and key in pk_keys:
+                    continue
+                if isinstance(value, ClauseElement):
+                    expressions = True
+                keys.append(key)
+                values.append(value)
+            elif key in d:
                 value = d[key]
                 if value is None and key in pk_keys:
                     continue  # as in SQLAlchemy: a None key is one to generate
@@ -831,7 +840,8 @@ class _Planner:
                     if row.info.table is not fk.target:
                         continue
                     target_keys = [row.info.mapper.key_for_column(c) for c in fk.target_columns]
-                    value = _explicit(row.dict, target_keys)
+                    overlay = self.overlay.get(row.state) if self.overlay else None
+                    value = _explicit({**row.dict, **overlay} if overlay else row.dict, target_keys)
                     if value is not None:
                         found.setdefault(value, row.index)
             return found

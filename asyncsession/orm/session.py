@@ -1673,18 +1673,27 @@ async def _rollback_savepoint(session: AsyncSession, txn: SessionTransaction) ->
             await session._end(txn)
 
 
-_save_update: weakref.WeakKeyDictionary[Any, tuple[str, ...]] = weakref.WeakKeyDictionary()
+# mapper -> (how many relationships it had, the keys of those cascading save-update)
+_save_update: weakref.WeakKeyDictionary[Any, tuple[int, tuple[str, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _save_update_keys(mapper: Any) -> tuple[str, ...]:
-    """The keys of ``mapper``'s relationships that cascade save-update (configured first)."""
+    """The keys of ``mapper``'s relationships that cascade save-update (configured first).
+
+    Recomputed when the mapper gained a relationship (a backref from a class
+    mapped later).
+    """
+    ensure_configured(mapper)
+    relationships = mapper.relationships
     found = _save_update.get(mapper)
-    if found is None:
-        ensure_configured(mapper)
-        found = tuple(k for k, p in mapper.relationships.items() if "save-update" in p.cascade)
-        if all(p.configured for p in mapper.relationships.values()):
+    if found is None or found[0] != len(relationships):
+        keys = tuple(k for k, p in relationships.items() if "save-update" in p.cascade)
+        found = (len(relationships), keys)
+        if all(p.configured for p in relationships.values()):
             _save_update[mapper] = found
-    return found
+    return found[1]
 
 
 def _describe(state: InstanceState) -> str:

@@ -199,3 +199,41 @@ async def test_linking_an_object_deleted_in_a_flush_raises_before_any_change(
     with pytest.raises(InvalidRequestError, match="deleted in a flush"):
         parent.children.append(gone)
     assert not session.is_modified(parent)
+
+
+async def test_a_backref_from_a_class_mapped_later_cascades_save_update(
+    sqlite_url: str,
+) -> None:
+    from asyncsession import ForeignKey
+    from asyncsession.orm.decl import DeclarativeBase, Mapped, mapped_column
+    from asyncsession.orm.relationships import relationship
+
+    class LateBase(DeclarativeBase):
+        pass
+
+    class Owner(LateBase):
+        __tablename__ = "owners"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        boss_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id"))
+        boss: Mapped[Owner | None] = relationship(remote_side=[id])
+
+    engine = create_async_engine(sqlite_url)
+    try:
+        async with AsyncSession(engine) as session:
+            session.add(Owner())  # the session has looked at Owner's relationships
+
+            class Pet(LateBase):
+                __tablename__ = "pets"
+                id: Mapped[int] = mapped_column(primary_key=True)
+                owner_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id"))
+                owner: Mapped[Owner | None] = relationship(backref="pets")
+
+            async with engine.begin() as conn:
+                await conn.run_sync(LateBase.metadata.create_all)
+            owner, pet = Owner(), Pet()
+            pet.owner = owner  # configures Pet, and Owner.pets with it; owner.pets == [pet]
+            session.add(owner)  # cascades along the new Owner.pets
+            assert pet in session
+            await session.commit()
+    finally:
+        await engine.dispose()

@@ -247,14 +247,14 @@ class _Sync:
                     self._edge(prop.parent.local_table, prop.target, prop)
                 for item in removed:
                     child = instance_state(item)
-                    if child.key is not None:  # a pending or transient one has no row
-                        self.nulls.append((_state_of(item, prop), prop, state))
+                    if _has_row(child):
+                        self.nulls.append((child, prop, state))
             else:
                 for item in added:
                     self._association(prop, state, _state_of(item, prop), inserting=True)
                 for item in removed:
                     child = instance_state(item)
-                    if child.key is not None:
+                    if _has_row(child):
                         self._association(prop, state, child, inserting=False)
 
     def _deleted(self, state: InstanceState) -> None:
@@ -275,13 +275,13 @@ class _Sync:
                 continue
             if prop.direction is ONETOMANY:
                 for item in {id(x): x for x in (*members(loaded), *members(current))}.values():
-                    child = _state_of(item, prop)
-                    if id(child) not in self.doomed and child.key is not None:
+                    child = instance_state(item)
+                    if id(child) not in self.doomed and _has_row(child):
                         self.nulls.append((child, prop, state))
             elif prop.direction is MANYTOMANY:
                 for item in members(loaded):
-                    child = _state_of(item, prop)
-                    if child.key is not None:
+                    child = instance_state(item)
+                    if _has_row(child):
                         self._association(prop, state, child, inserting=False)
             elif prop.post_update and not prop.uselist:
                 target = current if current is not NO_VALUE else loaded
@@ -319,6 +319,13 @@ class _Sync:
             ):
                 return
         self._assign(child, prop, keys, [None] * len(keys))
+
+
+def _has_row(state: InstanceState) -> bool:
+    """Whether a member that left a collection (or whose parent is deleted) still has a
+    row to update: not pending or transient, and not deleted in an earlier flush (its
+    association rows went with it)."""
+    return state.key is not None and not state._deleted
 
 
 def _state_of(obj: Any, prop: RelationshipProperty[Any]) -> InstanceState:

@@ -237,3 +237,18 @@ async def test_a_backref_from_a_class_mapped_later_cascades_save_update(
             await session.commit()
     finally:
         await engine.dispose()
+
+
+async def test_removing_an_object_deleted_earlier_from_a_collection(
+    session: AsyncSession,
+) -> None:
+    parent = await committed_family(session, children=2)
+    gone, kept = parent.children
+    await session.delete(gone)
+    await session.commit()  # parent.children still holds gone
+    parent.children.remove(gone)  # no row to update: no StaleDataError
+    await session.commit()
+    assert await child_rows(session) == [(kept.id, parent.id)]
+    await session.delete(parent)  # its loaded collection holds only kept now
+    await session.commit()
+    assert await child_rows(session) == []

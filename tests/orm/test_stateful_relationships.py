@@ -555,6 +555,14 @@ class RelationshipMachine(RuleBasedStateMachine):
         self.ensure_loaded(parent, "children")
         if self.failed:
             return
+        if any(inspect(c).was_deleted for c in parent.ours.children):
+            # Not drawn: SQLAlchemy deletes an object deleted earlier again when it
+            # leaves the collection (and warns); asyncsession leaves it alone.
+            return
+        if any("parent" in (inspect(c).committed_state or {}) for c in parent.ours.children):
+            # Not drawn, as in move_child(): dropping a child whose parent changed since
+            # the last flush (delete-orphan by net change here).
+            return
         current = [self.by_ours[id(c)] for c in parent.ours.children if id(c) in self.by_ours]
         free = [
             p

@@ -1216,7 +1216,10 @@ class _Execution:
 
     def resolve_rows(self, rows: Sequence[Sequence[Any]]) -> tuple[tuple[Any, ...], ...]:
         resolve = self.resolve
-        return tuple(tuple([resolve(v) for v in row]) for row in rows)
+        return tuple(
+            tuple([resolve(v) if type(v) is Ref else v for v in row])  # most are plain
+            for row in rows
+        )
 
     # -- INSERT ----------------------------------------------------------------------
 
@@ -1485,7 +1488,7 @@ class _Execution:
             resolve = self.resolve if self.known is not None else None
             for index, keys, assigned in self.plan.assignments:
                 if resolve is not None:
-                    assigned = tuple([resolve(v) for v in assigned])
+                    assigned = tuple([resolve(v) if type(v) is Ref else v for v in assigned])
                 dicts[index].update(zip(keys, assigned, strict=True))
         for indexes, keys, rows in self.writes:
             for index, values in zip(indexes, rows, strict=True):

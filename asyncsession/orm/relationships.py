@@ -1167,8 +1167,14 @@ def backref_removed(prop: RelationshipProperty[Any], owner: Any, item: Any) -> N
         if not prop.uselist:  # ``item`` lost ``owner`` by ``owner.<prop> = ...``
             orphan_removed(back, item, owner)
         return
-    if d.get(back.key, NO_VALUE) is owner:
+    current = d.get(back.key, NO_VALUE)
+    if current is owner:
         instance_state(item).record_change(back.key, owner)
+        d[back.key] = None
+    elif current is NO_VALUE and instance_state(item).key is not None:
+        # Not loaded (expired): it pointed at ``owner``, whose loaded collection held
+        # it, and points nowhere now (SQLAlchemy sets it the same way, without SQL).
+        instance_state(item).record_change(back.key, NO_VALUE)
         d[back.key] = None
 
 

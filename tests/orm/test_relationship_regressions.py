@@ -252,3 +252,17 @@ async def test_removing_an_object_deleted_earlier_from_a_collection(
     await session.delete(parent)  # its loaded collection holds only kept now
     await session.commit()
     assert await child_rows(session) == []
+
+
+async def test_removing_an_expired_child_clears_its_unloaded_parent(
+    session: AsyncSession,
+) -> None:
+    parent = await committed_family(session)
+    child = parent.children[0]
+    session.expire(child)  # child.parent unloaded
+    parent.children = []
+    assert child.parent is None  # as SQLAlchemy: the back reference is set, no SQL
+    await session.load_relationship([child], Child.parent)  # keeps the unflushed None
+    assert child.parent is None
+    await session.commit()
+    assert await child_rows(session) == []  # an orphan: deleted

@@ -17,6 +17,8 @@ where the ORM would build objects.
   ``selectinload`` (two queries); raw: the same two queries, rows grouped by hand.
 - ``orm_joinedload_1000x10``: the same graph through ``joinedload`` (one LEFT OUTER
   JOIN, result ``unique()``d); raw: the same join, rows grouped by hand.
+- ``orm_rel_insert_1000x10`` and ``orm_rel_delete_1000x10``: parents with
+  children (see the relationships section at the end).
 
 The server is ``ASYNCSESSION_TEST_PG_URL`` (default: the local one).
 """
@@ -482,5 +484,216 @@ WORKLOADS = [
         "orm_joinedload_1000x10",
         f"joinedload {N_PARENTS:,} parents x {N_CHILDREN} children (PostgreSQL)",
         _impls(_orm_joinedload, _raw_joinedload, _tree),
+    ),
+]
+
+
+# -- relationships: parents with children ------------------------------------------------------
+# A parent table and a child table (cascade="all, delete-orphan", back_populates).
+#
+# - ``orm_rel_insert_1000x10``: 1,000 new parents with 10 new children each, one
+#   flush (commit); the children's foreign keys come from the parents' new keys.
+# - ``orm_rel_delete_1000x10``: load 1,000 parents (children not loaded), delete
+#   each, commit: the delete cascade has to load the children first.
+
+REL_PARENTS = "bench_orm_parents"
+REL_CHILDREN = "bench_orm_children"
+N_PARENTS = 1_000
+N_CHILDREN = 10
+REL_CREATE = (
+    f"CREATE TABLE {REL_PARENTS} (id SERIAL PRIMARY KEY, name VARCHAR(40) NOT NULL)",
+    f"CREATE TABLE {REL_CHILDREN} (id SERIAL PRIMARY KEY, "
+    f"parent_id INTEGER REFERENCES {REL_PARENTS}(id), name VARCHAR(40) NOT NULL)",
+)
+
+
+async def _rel_reset(raw: Any, rows: bool) -> None:
+    await raw.execute(f"DROP TABLE IF EXISTS {REL_CHILDREN}")
+    await raw.execute(f"DROP TABLE IF EXISTS {REL_PARENTS}")
+    for sql in REL_CREATE:
+        await raw.execute(sql)
+    if rows:
+        await raw.copy_records_to_table(
+            REL_PARENTS,
+            records=[(i, f"parent {i}") for i in range(1, N_PARENTS + 1)],
+            columns=["id", "name"],
+        )
+        await raw.copy_records_to_table(
+            REL_CHILDREN,
+            records=[
+                (p, f"child {p}.{j}") for p in range(1, N_PARENTS + 1) for j in range(N_CHILDREN)
+            ],
+            columns=["parent_id", "name"],
+        )
+        await raw.execute(f"SELECT setval('{REL_PARENTS}_id_seq', {N_PARENTS})")
+
+
+async def _rel_seeded(state: Any) -> None:
+    await _rel_reset(getattr(state, "raw", state), rows=True)
+
+
+async def _rel_empty(state: Any) -> None:
+    await _rel_reset(getattr(state, "raw", state), rows=False)
+
+
+def _our_rel_models() -> tuple[Any, Any]:
+    from asyncsession import DeclarativeBase, ForeignKey, Mapped, String, mapped_column
+    from asyncsession.orm.relationships import relationship
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Parent(Base):
+        __tablename__ = REL_PARENTS
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(40))
+        children: Mapped[list["Child"]] = relationship(
+            back_populates="parent", cascade="all, delete-orphan"
+        )
+
+    class Child(Base):
+        __tablename__ = REL_CHILDREN
+        id: Mapped[int] = mapped_column(primary_key=True)
+        parent_id: Mapped[int | None] = mapped_column(ForeignKey(f"{REL_PARENTS}.id"))
+        name: Mapped[str] = mapped_column(String(40))
+        parent: Mapped[Parent | None] = relationship(back_populates="children")
+
+    return Parent, Child
+
+
+def _their_rel_models() -> tuple[Any, Any]:
+    from sqlalchemy import ForeignKey, String
+    from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+    class Base(DeclarativeBase):
+        pass
+
+    class Parent(Base):
+        __tablename__ = REL_PARENTS
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str] = mapped_column(String(40))
+        children: Mapped[list["Child"]] = relationship(
+            back_populates="parent", cascade="all, delete-orphan"
+        )
+
+    class Child(Base):
+        __tablename__ = REL_CHILDREN
+        id: Mapped[int] = mapped_column(primary_key=True)
+        parent_id: Mapped[int | None] = mapped_column(ForeignKey(f"{REL_PARENTS}.id"))
+        name: Mapped[str] = mapped_column(String(40))
+        parent: Mapped[Parent | None] = relationship(back_populates="children")
+
+    return Parent, Child
+
+
+async def _ours_rel_setup() -> _Ours:
+    ours = await _ours_setup()
+    ours.Parent, ours.Child = _our_rel_models()
+    return ours
+
+
+async def _theirs_rel_setup() -> _Theirs:
+    theirs = await _theirs_setup()
+    theirs.Parent, theirs.Child = _their_rel_models()
+    return theirs
+
+
+async def _rel_teardown(state: Any) -> None:
+    await state.raw.execute(f"DROP TABLE IF EXISTS {REL_CHILDREN}")
+    await state.raw.execute(f"DROP TABLE IF EXISTS {REL_PARENTS}")
+    await state.raw.close()
+    await state.engine.dispose()
+
+
+async def _orm_rel_insert(orm: Any) -> None:
+    Parent, Child = orm.Parent, orm.Child
+    async with orm.Session(orm.engine) as session:
+        parents = [
+            Parent(
+                name=f"parent {i}",
+                children=[Child(name=f"child {i}.{j}") for j in range(N_CHILDREN)],
+            )
+            for i in range(N_PARENTS)
+        ]
+        session.add_all(parents)
+        await session.commit()
+        last = parents[-1].children[-1]
+        assert last.parent_id == parents[-1].id
+
+
+async def _orm_rel_delete(orm: Any) -> None:
+    async with orm.Session(orm.engine) as session:
+        parents = (await session.execute(orm.select(orm.Parent))).scalars().all()
+        assert len(parents) == N_PARENTS
+        for parent in parents:
+            await session.delete(parent)
+        await session.commit()
+
+
+async def _raw_rel_teardown(raw: Any) -> None:
+    await raw.execute(f"DROP TABLE IF EXISTS {REL_CHILDREN}")
+    await raw.execute(f"DROP TABLE IF EXISTS {REL_PARENTS}")
+    await raw.close()
+
+
+async def _raw_rel_insert(raw: Any) -> None:
+    async with raw.transaction():
+        values = ", ".join(f"(${i + 1})" for i in range(N_PARENTS))
+        rows = await raw.fetch(
+            f"INSERT INTO {REL_PARENTS} (name) VALUES {values} RETURNING id",
+            *[f"parent {i}" for i in range(N_PARENTS)],
+        )
+        ids = sorted(r[0] for r in rows)
+        children = [(pid, f"child {i}.{j}") for i, pid in enumerate(ids) for j in range(N_CHILDREN)]
+        step = 500
+        for start in range(0, len(children), step):
+            chunk = children[start : start + step]
+            values = ", ".join(f"(${2 * j + 1}, ${2 * j + 2})" for j in range(len(chunk)))
+            await raw.fetch(
+                f"INSERT INTO {REL_CHILDREN} (parent_id, name) VALUES {values} RETURNING id",
+                *[v for row in chunk for v in row],
+            )
+
+
+async def _raw_rel_delete(raw: Any) -> None:
+    async with raw.transaction():
+        parents = [
+            _Obj(r[0], r[1], 0, None)
+            for r in await raw.fetch(f"SELECT id, name FROM {REL_PARENTS}")
+        ]
+        ids = [p.id for p in parents]
+        children = await raw.fetch(
+            f"SELECT id, parent_id, name FROM {REL_CHILDREN} WHERE parent_id = ANY($1)", ids
+        )
+        await raw.execute(
+            f"DELETE FROM {REL_CHILDREN} WHERE id = ANY($1)", [c[0] for c in children]
+        )
+        await raw.execute(f"DELETE FROM {REL_PARENTS} WHERE id = ANY($1)", ids)
+
+
+def _rel_impls(orm_run: Any, raw_run: Any, before: Any) -> dict[str, Implementation]:
+    return {
+        "asyncsession": Implementation(
+            run=orm_run, setup=_ours_rel_setup, before_each=before, teardown=_rel_teardown
+        ),
+        "sqlalchemy": Implementation(
+            run=orm_run, setup=_theirs_rel_setup, before_each=before, teardown=_rel_teardown
+        ),
+        "raw": Implementation(
+            run=raw_run, setup=_raw_setup, before_each=before, teardown=_raw_rel_teardown
+        ),
+    }
+
+
+WORKLOADS += [
+    Workload(
+        "orm_rel_insert_1000x10",
+        f"{N_PARENTS:,} new parents with {N_CHILDREN} children each, one flush (PostgreSQL)",
+        _rel_impls(_orm_rel_insert, _raw_rel_insert, _rel_empty),
+    ),
+    Workload(
+        "orm_rel_delete_1000x10",
+        f"delete {N_PARENTS:,} parents, cascading to unloaded children (PostgreSQL)",
+        _rel_impls(_orm_rel_delete, _raw_rel_delete, _rel_seeded),
     ),
 ]

@@ -41,7 +41,7 @@ from asyncsession.orm.relationships import (
     members,
     relationship_history,
 )
-from asyncsession.orm.state import NO_VALUE, InstanceState
+from asyncsession.orm.state import NO_VALUE, InstanceState, instance_state
 from asyncsession.sql.elements import ClauseElement
 from asyncsession.sql.schema import Column, Table
 
@@ -181,11 +181,15 @@ class _Sync:
         keys: Sequence[str],
         values: Sequence[Any],
     ) -> None:
-        if id(state) in self.doomed:
+        # Runs once per related object and side: kept lean.
+        if self.doomed and id(state) in self.doomed:
             return
         target = self.deps.post if prop.post_update else self.deps.values
-        slot = target.setdefault(state, {})
-        slot.update(zip(keys, values, strict=True))
+        slot = target.get(state)
+        if slot is None:
+            target[state] = dict(zip(keys, values, strict=True))
+        else:
+            slot.update(zip(keys, values, strict=True))
 
     def _edge(self, parent: Table, child: Table, prop: RelationshipProperty[Any]) -> None:
         if prop in self.edged:
@@ -253,7 +257,8 @@ class _Sync:
                     values = [_value(target, k, why) for k in prop.remote_keys]
                     self._assign(state, prop, prop.local_keys, values)
                     self._edge(prop.target, prop.parent.local_table, prop)
-                elif removed and not pending:
+                elif not pending and (removed or d.get(key, NO_VALUE) is None):
+                    # Set to None: also when the old value was never loaded.
                     self._assign(state, prop, prop.local_keys, [None] * len(prop.local_keys))
             elif direction is ONETOMANY:
                 why = _Why("the foreign keys of the members of", prop)
@@ -264,13 +269,15 @@ class _Sync:
                         self._assign(child, prop, prop.remote_keys, values)
                     self._edge(prop.parent.local_table, prop.target, prop)
                 for item in removed:
-                    self.nulls.append((_state_of(item, prop), prop, state))
+                    child = instance_state(item)
+                    if _has_row(child):
+                        self.nulls.append((child, prop, state))
             else:
                 for item in added:
                     self._association(prop, state, _state_of(item, prop), inserting=True)
                 for item in removed:
-                    child = _state_of(item, prop)
-                    if child.key is not None:
+                    child = instance_state(item)
+                    if _has_row(child):
                         self._association(prop, state, child, inserting=False)
 
     def _deleted(self, state: InstanceState) -> None:
@@ -291,13 +298,13 @@ class _Sync:
                 continue
             if prop.direction is ONETOMANY:
                 for item in {id(x): x for x in (*members(loaded), *members(current))}.values():
-                    child = _state_of(item, prop)
-                    if id(child) not in self.doomed and child.key is not None:
+                    child = instance_state(item)
+                    if id(child) not in self.doomed and _has_row(child):
                         self.nulls.append((child, prop, state))
             elif prop.direction is MANYTOMANY:
                 for item in members(loaded):
-                    child = _state_of(item, prop)
-                    if child.key is not None:
+                    child = instance_state(item)
+                    if _has_row(child):
                         self._association(prop, state, child, inserting=False)
             elif prop.post_update and not prop.uselist:
                 target = current if current is not NO_VALUE else loaded
@@ -337,8 +344,14 @@ class _Sync:
         self._assign(child, prop, keys, [None] * len(keys))
 
 
+def _has_row(state: InstanceState) -> bool:
+    """Whether a member that left a collection (or whose parent is deleted) still has a
+    row to update: not pending or transient, and not deleted in an earlier flush (its
+    association rows went with it)."""
+    return state.key is not None and not state._deleted
+
+
 def _state_of(obj: Any, prop: RelationshipProperty[Any]) -> InstanceState:
-    from asyncsession.orm.state import instance_state
 
     state = instance_state(obj)
     if state.session is None and state.key is None:

@@ -819,6 +819,7 @@ class _Owned:
                 f"Can't add {type(item).__name__} object {item!r:.60} to "
                 f"{self._prop.describe()}: it holds {entity.__name__} objects"
             )
+        check_not_deleted(self._prop, self._owner, item)
 
     def _added(self, item: Any) -> None:
         owner = self._owner.obj_ref()
@@ -826,7 +827,9 @@ class _Owned:
         cascade_added(self._prop, self._owner, item)
 
     def _removed(self, item: Any) -> None:
-        backref_removed(self._prop, self._owner.obj_ref(), item)
+        owner = self._owner.obj_ref()
+        backref_removed(self._prop, owner, item)
+        orphan_removed(self._prop, owner, item)
 
 
 def _contains(collection: Iterable[Any], item: Any) -> bool:
@@ -1205,10 +1208,33 @@ def backref_removed(prop: RelationshipProperty[Any], owner: Any, item: Any) -> N
         coll = d.get(back.key)
         if coll is not None:
             coll._remove_quiet(owner)
+        if not prop.uselist:  # ``item`` lost ``owner`` by ``owner.<prop> = ...``
+            orphan_removed(back, item, owner)
         return
-    if d.get(back.key, NO_VALUE) is owner:
+    current = d.get(back.key, NO_VALUE)
+    if current is owner:
         instance_state(item).record_change(back.key, owner)
         d[back.key] = None
+    elif current is NO_VALUE and instance_state(item).key is not None:
+        # Not loaded (expired): it pointed at ``owner``, whose loaded collection held
+        # it, and points nowhere now (SQLAlchemy sets it the same way, without SQL).
+        instance_state(item).record_change(back.key, NO_VALUE)
+        d[back.key] = None
+
+
+def orphan_removed(prop: RelationshipProperty[Any], owner: Any, item: Any) -> None:
+    """``item`` left ``owner``'s delete-orphan collection ``prop``: a pending orphan
+    leaves the session at once, as in SQLAlchemy (a persistent one is deleted at flush)."""
+    if "delete-orphan" not in prop.cascade or item is None:
+        return
+    istate = instance_state(item)
+    session = istate.session
+    if istate.key is not None or session is None:
+        return
+    back = prop.back
+    if back is not None and not back.uselist and item.__dict__.get(back.key) is not None:
+        return  # it has another parent
+    session.expunge(item)
 
 
 def _forget(prop: RelationshipProperty[Any], old_owner: Any, item: Any) -> None:
@@ -1221,6 +1247,20 @@ def _forget(prop: RelationshipProperty[Any], old_owner: Any, item: Any) -> None:
     elif d.get(prop.key, NO_VALUE) is item:
         instance_state(old_owner).record_change(prop.key, item)
         d[prop.key] = None
+
+
+def check_not_deleted(prop: RelationshipProperty[Any], owner: InstanceState, item: Any) -> None:
+    """Refuse, before any change, to cascade save-update to an object deleted in a flush
+    (SQLAlchemy raises the same): it has no row to be linked to."""
+    if owner.session is None or "save-update" not in prop.cascade:
+        return
+    istate = instance_state(item)
+    if istate._deleted:
+        raise exc.InvalidRequestError(
+            f"Can't link {type(item).__name__} object {item!r:.60} through "
+            f"{prop.describe()}: it was deleted in a flush (its row is gone). Use a new "
+            "object, or make_transient() it first."
+        )
 
 
 def cascade_added(prop: RelationshipProperty[Any], owner: InstanceState, item: Any) -> None:
@@ -1346,6 +1386,8 @@ class RelationshipAttribute(Generic[_T]):
                 f"Can't set {prop.describe()} to a {type(value).__name__} ({value!r:.60}): it "
                 f"holds a {prop.entity.__name__} or None"
             )
+        if value is not None:
+            check_not_deleted(prop, state, value)
         d = instance.__dict__
         old = d.get(self.key, NO_VALUE)
         if old is value:
@@ -1358,6 +1400,10 @@ class RelationshipAttribute(Generic[_T]):
             )
         state.record_change(self.key, old)
         d[self.key] = value
+        if old is NO_VALUE and state.key is not None and prop.back is not None:
+            # Not loaded, but maybe known without SQL (in the identity map): its
+            # collection, if loaded, must lose this object (SQLAlchemy does the same).
+            old = resolve_many_to_one(state, prop)
         if old is not NO_VALUE and old is not None:
             backref_removed(prop, instance, old)
         if value is not None:
@@ -1378,6 +1424,7 @@ class RelationshipAttribute(Generic[_T]):
                     f"Can't add {type(item).__name__} object {item!r:.60} to "
                     f"{prop.describe()}: it holds {prop.entity.__name__} objects"
                 )
+            check_not_deleted(prop, state, item)
         d = instance.__dict__
         old = d.get(self.key, NO_VALUE)
         if old is NO_VALUE and state.key is not None:
@@ -1392,6 +1439,7 @@ class RelationshipAttribute(Generic[_T]):
         for item in old_items:
             if not _contains(items, item):
                 backref_removed(prop, instance, item)
+                orphan_removed(prop, instance, item)
         for item in items:
             if not _contains(old_items, item):
                 backref_added(prop, instance, item)

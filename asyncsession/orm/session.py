@@ -61,7 +61,12 @@ from asyncsession.orm.transaction import (
     TxState,
     join_mode,
 )
-from asyncsession.orm.unitofwork import FlushOutcome, execute_flush, plan_flush
+from asyncsession.orm.unitofwork import (
+    FlushOutcome,
+    execute_flush,
+    keys_to_order_deletes,
+    plan_flush,
+)
 from asyncsession.sql.dml import Delete, Update
 from asyncsession.sql.elements import ClauseElement, bindparam
 from asyncsession.sql.selectable import Select, select
@@ -273,13 +278,12 @@ class AsyncSession:
         stack = [obj]
         while stack:
             current = stack.pop()
-            state = instance_state(current)
-            ensure_configured(state.mapper)
             d = current.__dict__
-            for prop in state.mapper.relationships.values():
-                if "save-update" not in prop.cascade:
+            for key in _save_update_keys(instance_state(current).mapper):
+                value = d.get(key)
+                if value is None:
                     continue
-                for item in members(d.get(prop.key, NO_VALUE)):
+                for item in members(value):
                     istate = instance_state(item)
                     if istate.session is None and not istate._deleted:
                         self._attach(istate, item)
@@ -422,8 +426,8 @@ class AsyncSession:
                             continue
                         seen.add(id(istate))
                         if istate.key is None:
-                            if istate.session is self:
-                                self._detach(istate)
+                            # As SQLAlchemy: a pending member stays pending (and is
+                            # inserted); only rows that exist are deleted.
                             continue
                         if istate._deleted or istate in self._deleted:
                             continue
@@ -435,10 +439,12 @@ class AsyncSession:
 
     def _orphans(self) -> list[InstanceState]:
         """Members removed from a delete-orphan relationship and not given another parent."""
-        removed: dict[int, tuple[InstanceState, RelationshipProperty[Any]]] = {}
+        removed: dict[int, tuple[InstanceState, RelationshipProperty[Any], Any]] = {}
         kept: set[tuple[int, RelationshipProperty[Any]]] = set()
-        states = [*self._new, *self.identity_map.modified]
-        for state in states:
+        # Only persistent objects: a pending one's collections started empty (nothing
+        # removed from them has a row to lose), and a pending object removed from a
+        # delete-orphan collection left the session at once (orphan_removed()).
+        for state in list(self.identity_map.modified):
             committed = state.committed_state
             for prop in state.mapper.relationships.values():
                 if "delete-orphan" not in prop.cascade:
@@ -447,45 +453,40 @@ class AsyncSession:
                     history = relationship_history(state, prop)
                     for item in history.deleted:
                         istate = instance_state(item)
-                        removed[id(istate)] = (istate, prop)
+                        removed[id(istate)] = (istate, prop, state.obj_ref())
                 for item in members(state.dict.get(prop.key, NO_VALUE)):
                     kept.add((id(item), prop))
-        self._check_pending_orphans(kept)
+            if committed:
+                self._orphaned_by_many_to_one(state, committed, removed)
         out = []
-        for istate, prop in removed.values():
+        for istate, prop, owner in removed.values():
             obj = istate.obj_ref()
             if obj is None or (id(obj), prop) in kept or istate.session is not self:
                 continue
             back = prop.back
             if back is not None and not back.uselist:
                 parent = obj.__dict__.get(back.key, NO_VALUE)
-                if parent is not NO_VALUE and parent is not None:
+                if parent is not NO_VALUE and parent is not None and parent is not owner:
                     continue  # moved to another parent
             out.append(istate)
         return out
 
-    def _check_pending_orphans(self, kept: set[tuple[int, RelationshipProperty[Any]]]) -> None:
-        """A new object that a delete-orphan relationship owns must have a parent.
-
-        As SQLAlchemy: inserting it without one would create an orphan at once.
-        Checked where the owning relationship has a many-to-one back reference.
-        """
-        owners: dict[Any, list[RelationshipProperty[Any]]] = {}
-        for state, obj in self._new.items():
-            found = owners.get(state.mapper)
-            if found is None:
-                found = owners[state.mapper] = _orphan_owners(state.mapper)
-            for prop in found:
-                back = prop.back
-                assert back is not None
-                parent = obj.__dict__.get(back.key, NO_VALUE)
-                if (parent is NO_VALUE or parent is None) and (id(obj), prop) not in kept:
-                    raise exc.InvalidRequestError(
-                        f"Can't flush the pending {_describe(state)}: it is an orphan, not "
-                        f"attached to any {prop.parent.class_.__name__} through "
-                        f"{prop.describe()} (cascade delete-orphan). Attach it to a parent, "
-                        "or expunge it."
-                    )
+    @staticmethod
+    def _orphaned_by_many_to_one(
+        state: InstanceState,
+        committed: dict[str, Any],
+        removed: dict[int, tuple[InstanceState, RelationshipProperty[Any], Any]],
+    ) -> None:
+        """``child.parent = None`` (or another parent) while ``parent.children`` is not
+        loaded: ``state`` left its known old parent's delete-orphan collection too."""
+        for prop in state.mapper.relationships.values():
+            back = prop.back
+            if back is None or prop.uselist or prop.key not in committed:
+                continue
+            if "delete-orphan" not in back.cascade:
+                continue
+            for old in relationship_history(state, prop).deleted:
+                removed.setdefault(id(state), (state, back, old))
 
     async def _prepare_flush(self) -> None:
         """Cascades a flush needs: save-update sweep, orphans, delete (with their loads)."""
@@ -526,6 +527,13 @@ class AsyncSession:
             states = [s for s in states if prop.key not in s.dict]
         if not states:
             return
+        for state in states:
+            # The join columns of an expired object: loaded first (with the rest of
+            # what expired), as refresh(obj, [key]) does.
+            d = state.dict
+            missing = [k for k in prop.local_keys if k not in d and k not in state.mapper.pk_keys]
+            if missing and state.key is not None:
+                await self._load_columns(state, missing, None, refresh=False)
         need, known = strategies.batch_keys(prop, states)
         rows: list[tuple[Any, ...]] = []
         if need:
@@ -534,7 +542,13 @@ class AsyncSession:
                 if context is not None:
                     statement = statement.options(context)
                 rows.extend(await self._select_objects(statement, options))
-        strategies.populate(prop, need, known, rows, populate_existing)
+        # A refresh (populate_existing) reloads what the database has, as SQLAlchemy's.
+        changed = (
+            [*self._new, *self.identity_map.modified]
+            if prop.back is not None and not populate_existing
+            else ()
+        )
+        strategies.populate(prop, need, known, rows, populate_existing, changed)
 
     async def _select_objects(
         self, statement: Select, options: Mapping[str, Any]
@@ -588,11 +602,16 @@ class AsyncSession:
                 )
             state.expire(names)
         else:
+            # What it holds along refresh-expire relationships, before they are dropped.
             related = self._related(obj, "refresh-expire") if state.mapper.relationships else ()
             state.expire()
             for other in related:
-                if other.session is self and other.key is not None:
+                if other.session is not self:
+                    continue
+                if other.key is not None:
                     other.expire()
+                else:  # as SQLAlchemy: a pending object reached by the cascade leaves
+                    self._detach(other)
 
     def expire_all(self) -> None:
         for state in self.identity_map.states():
@@ -823,6 +842,11 @@ class AsyncSession:
             dirty = [s for s in list(self.identity_map.modified) if s not in self._deleted]
             with paused(len(new) + len(dirty) + len(deleted)):
                 dependencies = sync_relationships(new, dirty, deleted)
+        for state in deleted:
+            # As the rest of the flush: what the plan needs and is expired gets loaded.
+            missing = [k for k in keys_to_order_deletes(state.mapper) if k not in state.dict]
+            if missing:
+                await self._load_columns(state, missing, None, refresh=False)
         bind = self.get_bind(mapper=(new or dirty or deleted)[0].mapper)
         conn = await self._connection_for(txn, bind)
         await self._fire_mapper_events("before", conn, new, dirty, deleted)
@@ -892,17 +916,15 @@ class AsyncSession:
     ) -> None:
         for kind, states in (("insert", new), ("update", dirty), ("delete", deleted)):
             name = f"{when}_{kind}"
-            listened: dict[Any, Any] = {}  # mapper -> its dispatcher, or None: one check each
+            listened: dict[Any, bool] = {}  # per mapper: one look at its listeners
             for state in states:
                 mapper = state.mapper
-                dispatch = listened.get(mapper, False)
-                if dispatch is False:
+                fire = listened.get(mapper)
+                if fire is None:
                     dispatch = getattr(mapper, "dispatch", None)
-                    if dispatch is not None and not dispatch.has(name):
-                        dispatch = None
-                    listened[mapper] = dispatch
-                if dispatch is not None:
-                    await dispatch.fire(name, mapper, conn, state.obj_ref())
+                    fire = listened[mapper] = dispatch is not None and dispatch.has(name)
+                if fire:
+                    await mapper.dispatch.fire(name, mapper, conn, state.obj_ref())
 
     async def commit(self) -> None:
         """Flush, then commit the outermost transaction (releasing savepoints)."""
@@ -1504,7 +1526,10 @@ class AsyncSession:
                         f"load_relationship({prop.describe()}) got a {type(obj).__name__}"
                     )
                 states.append(state)
-            self._current("execute")
+            if self._transaction is not None:
+                # Checked, not begun: a load that needs no SQL (NULL keys, objects in
+                # the identity map) does not begin a transaction, as SQLAlchemy's.
+                self._transaction.check("execute")
             await self._load_relationship(
                 prop, states, populate_existing=populate_existing, context=context
             )
@@ -1835,23 +1860,6 @@ async def _rollback_savepoint(session: AsyncSession, txn: SessionTransaction) ->
             await session._end(txn)
 
 
-def _orphan_owners(mapper: Any) -> list[RelationshipProperty[Any]]:
-    """delete-orphan relationships onto ``mapper`` that have a many-to-one back reference."""
-    registry = mapper.registry
-    out = []
-    for other in list(getattr(registry, "mappers", ())) if registry is not None else []:
-        for prop in other.relationships.values():
-            if (
-                prop.configured
-                and prop.mapper is mapper
-                and "delete-orphan" in prop.cascade
-                and prop.back is not None
-                and not prop.back.uselist
-            ):
-                out.append(prop)
-    return out
-
-
 async def _join_transaction(session: AsyncSession, conn: AsyncConnection) -> Any:
     """The session's hold on a bound connection's transaction in progress (see orm.transaction)."""
     if session.twophase:
@@ -1944,6 +1952,29 @@ async def _commit_twophase(session: AsyncSession, current: SessionTransaction) -
         )
         raise error
     await anyio.lowlevel.checkpoint_if_cancelled()
+
+
+# mapper -> (how many relationships it had, the keys of those cascading save-update)
+_save_update: weakref.WeakKeyDictionary[Any, tuple[int, tuple[str, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _save_update_keys(mapper: Any) -> tuple[str, ...]:
+    """The keys of ``mapper``'s relationships that cascade save-update (configured first).
+
+    Recomputed when the mapper gained a relationship (a backref from a class
+    mapped later).
+    """
+    ensure_configured(mapper)
+    relationships = mapper.relationships
+    found = _save_update.get(mapper)
+    if found is None or found[0] != len(relationships):
+        keys = tuple(k for k, p in relationships.items() if "save-update" in p.cascade)
+        found = (len(relationships), keys)
+        if all(p.configured for p in relationships.values()):
+            _save_update[mapper] = found
+    return found[1]
 
 
 def _describe(state: InstanceState) -> str:

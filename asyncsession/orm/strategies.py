@@ -16,6 +16,12 @@ How this works:
 * :func:`populate` stores each parent's members as its loaded value, without
   history. A parent whose relationship is already loaded keeps it, unless
   ``populate_existing``; one with unflushed changes to it always keeps them.
+* Unflushed changes made from the other side while the collection was not
+  loaded (``child.parent = a``, ``tag.parents.append(a)``) are applied to the
+  rows loaded for it, as SQLAlchemy applies its pending backref mutations: a
+  load does not autoflush, yet ``a.children`` then agrees with ``child.parent``.
+  They are history of the loaded collection (its committed value is what the
+  database has), so undoing them on this side leaves nothing to flush.
 """
 
 from __future__ import annotations
@@ -28,6 +34,9 @@ from asyncsession.orm.relationships import (
     MANYTOMANY,
     MANYTOONE,
     RelationshipProperty,
+    make_collection,
+    members,
+    relationship_history,
     resolve_many_to_one,
     set_committed,
 )
@@ -111,8 +120,13 @@ def populate(
     known: Sequence[tuple[InstanceState, Any]],
     rows: Sequence[Sequence[Any]],
     populate_existing: bool = False,
+    changed: Sequence[InstanceState] = (),
 ) -> None:
-    """Store the loaded members (``rows`` of (object, *key values)) on their parents."""
+    """Store the loaded members (``rows`` of (object, *key values)) on their parents.
+
+    ``changed``: the session's pending and modified states, whose unflushed
+    changes to the other side of ``prop`` adjust what is stored.
+    """
     grouped: dict[tuple[Any, ...], list[Any]] = {}
     for row in rows:
         obj = row[0]
@@ -120,11 +134,30 @@ def populate(
         group = grouped.setdefault(key, [])
         if not any(x is obj for x in group):
             group.append(obj)
+    back = prop.back
+    set_back = back is not None and not back.uselist and prop.direction is not MANYTOONE
+    added, moved = _pending_changes(prop, changed)
     for state, key in need:
         found = grouped.get(key, [])
-        store(
-            state, prop, found if prop.uselist else (found[0] if found else None), populate_existing
-        )
+        value: Any = found if prop.uselist else (found[0] if found else None)
+        if not _store(state, prop, value, populate_existing):
+            continue
+        if added or moved:
+            adjusted = _adjust(state, back, found, added, moved)
+            if len(adjusted) != len(found) or any(
+                a is not b for a, b in zip(adjusted, found, strict=True)
+            ):
+                # The unflushed changes become this side's history too: the rows
+                # loaded are what the database has.
+                state.record_change(prop.key, tuple(found))
+                state.dict[prop.key] = make_collection(state, prop, adjusted)
+        if set_back:
+            parent = state.obj_ref()
+            assert back is not None
+            for obj in found:
+                od = obj.__dict__
+                if back.key not in od:
+                    od[back.key] = parent
     for state, value in known:
         _store(state, prop, value, populate_existing)
 
@@ -160,3 +193,49 @@ def _store(
         return False
     set_committed(state, prop, value)
     return True
+
+
+def _pending_changes(
+    prop: RelationshipProperty[Any], changed: Sequence[InstanceState]
+) -> tuple[dict[int, list[Any]], dict[int, Any]]:
+    """Unflushed changes to ``prop.back``: (parent object id -> members it gained), and
+    (member object id -> what it points at now) for members that changed their side."""
+    back = prop.back
+    added: dict[int, list[Any]] = {}
+    moved: dict[int, Any] = {}
+    if back is None or not prop.uselist or prop.direction is MANYTOONE:
+        return added, moved
+    key = back.key
+    for state in changed:
+        committed = state.committed_state
+        if not committed or key not in committed or state.mapper is not back.parent:
+            continue
+        obj = state.obj_ref()
+        if obj is None:
+            continue
+        history = relationship_history(state, back)
+        for owner in history.added:
+            added.setdefault(id(owner), []).append(obj)
+        moved[id(obj)] = obj.__dict__.get(key, NO_VALUE)
+    return added, moved
+
+
+def _adjust(
+    state: InstanceState,
+    back: RelationshipProperty[Any] | None,
+    found: list[Any],
+    added: dict[int, list[Any]],
+    moved: dict[int, Any],
+) -> list[Any]:
+    """The loaded members of ``state``'s collection, with the unflushed changes applied."""
+    assert back is not None
+    owner = state.obj_ref()
+    out = []
+    for obj in found:
+        now = moved.get(id(obj), owner)
+        if now is owner or (back.uselist and any(x is owner for x in members(now))):
+            out.append(obj)
+    for obj in added.get(id(owner), ()):
+        if not any(x is obj for x in out):
+            out.append(obj)
+    return out

@@ -138,6 +138,7 @@ __all__ = [
     "PostUpdate",
     "UpdateGroup",
     "execute_flush",
+    "keys_to_order_deletes",
     "plan_flush",
 ]
 
@@ -455,6 +456,42 @@ def _info(mapper: Mapper) -> _MapperInfo:
     if info is None:
         info = _infos[mapper] = _MapperInfo(mapper)
     return info
+
+
+def keys_to_order_deletes(mapper: Mapper) -> tuple[str, ...]:
+    """Foreign key attributes the planner may need to order DELETEs row by row.
+
+    Those of foreign keys to the mapper's own table, or to a table with a
+    foreign key back to it (a cycle of two): the session loads them, when
+    expired, for the objects it deletes.
+    """
+    found = _delete_order_keys.get(mapper)
+    if found is not None:
+        return found
+    info = _info(mapper)
+    table = info.table
+    out: list[str] = []
+    for fk in info.foreign_keys:
+        if fk.local_keys is None:
+            continue
+        target = fk.target
+        if target is table or any(
+            isinstance(c, ForeignKeyConstraint) and any(_references(e, table) for e in c.elements)
+            for c in target.constraints
+        ):
+            out.extend(k for k in fk.local_keys if k not in out)
+    found = _delete_order_keys[mapper] = tuple(out)
+    return found
+
+
+_delete_order_keys: weakref.WeakKeyDictionary[Mapper, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _references(element: Any, table: Table) -> bool:
+    try:
+        return element.column.table is table
+    except exc.NoReferenceError:
+        return False
 
 
 # -- planning ------------------------------------------------------------------------------
@@ -800,16 +837,25 @@ class _Planner:
     def _pending_row(self, state: InstanceState) -> _Row:
         info = self._info(state.mapper)
         d = _object_dict(state)
+        # Values relationships set win over the object's; no merged copy of the
+        # object's dict (this runs once per new object): ``row.dict`` stays the
+        # object's own, and the cyclic ordering merges where it needs to.
         overlay = self.overlay.get(state) if self.overlay else None
-        if overlay:
-            d = {**d, **overlay}
         none_keys = info.none_keys
         pk_keys = info.pk_keys
         keys: list[str] = []
         values: list[Any] = []
         expressions = False
         for key in info.keys:
-            if key in d:
+            if overlay and key in overlay:
+                value = overlay[key]
+                if value is None and key in pk_keys:
+                    continue
+                if isinstance(value, ClauseElement):
+                    expressions = True
+                keys.append(key)
+                values.append(value)
+            elif key in d:
                 value = d[key]
                 if value is None and key in pk_keys:
                     continue  # as in SQLAlchemy: a None key is one to generate
@@ -887,7 +933,8 @@ class _Planner:
                     if row.info.table is not fk.target:
                         continue
                     target_keys = [row.info.mapper.key_for_column(c) for c in fk.target_columns]
-                    value = _explicit(row.dict, target_keys)
+                    overlay = self.overlay.get(row.state) if self.overlay else None
+                    value = _explicit({**row.dict, **overlay} if overlay else row.dict, target_keys)
                     if value is not None:
                         found.setdefault(value, row.index)
             return found
@@ -943,10 +990,14 @@ class _Planner:
             return found
 
         edges: list[tuple[int, int]] = []
+        post = self.deps.post if self.deps is not None else {}
         for row in rows:
+            cleared = post.get(row.state)
             for fk in row.info.foreign_keys:
                 if fk.target not in members or fk.local_keys is None:
                     continue
+                if cleared and all(k in cleared and cleared[k] is None for k in fk.local_keys):
+                    continue  # a post_update sets it to NULL before the DELETEs
                 value = tuple(_loaded(row.state, row.dict, k, why) for k in fk.local_keys)
                 if any(v is None for v in value):
                     continue
@@ -1221,7 +1272,7 @@ class _Execution:
         self.writes: list[tuple[Sequence[int], tuple[str, ...], Sequence[Sequence[Any]]]] = []
         self.expire: list[tuple[Sequence[int], tuple[str, ...]]] = []
         # With Refs in the plan: the values each state got so far, to resolve them.
-        self.known: dict[int, dict[str, Any]] | None = {} if plan.refs else None
+        self.known: dict[tuple[int, str], Any] | None = {} if plan.refs else None
         self.index_of: dict[int, int] = (
             {id(s): i for i, s in enumerate(plan.states)} if plan.refs else {}
         )
@@ -1233,8 +1284,10 @@ class _Execution:
             self.writes.append((indexes, keys, rows))
             known = self.known
             if known is not None:
-                for index, row in zip(indexes, rows, strict=True):
-                    known.setdefault(index, {}).update(zip(keys, row, strict=True))
+                # Keyed by (state index, attribute key): no dict per object.
+                for position, key in enumerate(keys):
+                    for index, row in zip(indexes, rows, strict=True):
+                        known[index, key] = row[position]
 
     def resolve(self, value: Any) -> Any:
         """A Ref's value: generated by an earlier statement of this flush, or set on the object."""
@@ -1242,9 +1295,7 @@ class _Execution:
             return value
         index = self.index_of.get(id(value.state))
         assert self.known is not None
-        found = (
-            self.known.get(index, {}).get(value.key, NO_VALUE) if index is not None else NO_VALUE
-        )
+        found = self.known.get((index, value.key), NO_VALUE) if index is not None else NO_VALUE
         if found is NO_VALUE:
             obj = value.state.obj_ref()
             found = obj.__dict__.get(value.key, NO_VALUE) if obj is not None else NO_VALUE
@@ -1258,7 +1309,10 @@ class _Execution:
 
     def resolve_rows(self, rows: Sequence[Sequence[Any]]) -> tuple[tuple[Any, ...], ...]:
         resolve = self.resolve
-        return tuple(tuple([resolve(v) for v in row]) for row in rows)
+        return tuple(
+            tuple([resolve(v) if type(v) is Ref else v for v in row])  # most are plain
+            for row in rows
+        )
 
     # -- INSERT ----------------------------------------------------------------------
 
@@ -1527,7 +1581,7 @@ class _Execution:
             resolve = self.resolve if self.known is not None else None
             for index, keys, assigned in self.plan.assignments:
                 if resolve is not None:
-                    assigned = tuple([resolve(v) for v in assigned])
+                    assigned = tuple([resolve(v) if type(v) is Ref else v for v in assigned])
                 dicts[index].update(zip(keys, assigned, strict=True))
         for indexes, keys, rows in self.writes:
             for index, values in zip(indexes, rows, strict=True):

@@ -639,19 +639,6 @@ async def test_expunge_and_expire_cascade(engine: AsyncEngine) -> None:
         assert inspect(child).detached
 
 
-@pytest.mark.anyio
-async def test_pending_orphan_is_refused_before_any_sql(
-    engine: AsyncEngine, statements: list[str]
-) -> None:
-    async with AsyncSession(engine) as s:
-        s.add(Child(name="alone"))
-        with pytest.raises(
-            exc.InvalidRequestError, match=r"Child.* is an orphan.*Parent\.children"
-        ):
-            await s.flush()
-        assert "INSERT" not in statements
-
-
 def test_lazy_raise_refuses_even_identity_map_hits() -> None:
     B = _fresh_base()
 

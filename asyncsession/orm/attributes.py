@@ -216,7 +216,11 @@ def _reject_unknown(instance: Any, kwargs: dict[str, Any]) -> None:
     cls = type(instance)
     for key in kwargs:
         if not hasattr(cls, key):
-            raise TypeError(f"{key!r} is an invalid keyword argument for {cls.__name__}")
+            mapper = getattr(cls, "__mapper__", None)
+            if mapper is not None:
+                mapper.configure()  # a backref declared on another class appears then
+            if not hasattr(cls, key):
+                raise TypeError(f"{key!r} is an invalid keyword argument for {cls.__name__}")
 
 
 def default_constructor(self: Any, **kwargs: Any) -> None:

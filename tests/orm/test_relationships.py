@@ -665,3 +665,23 @@ def test_keyed_dict_refuses_a_member_without_its_key() -> None:
     with pytest.raises(exc.ArgumentError, match=r"Can't key Item object .* by 'key'"):
         f.notes.set(Item())  # type: ignore[attr-defined]
     assert dict(f.notes) == {}
+
+
+def test_a_constructor_may_set_a_backref_declared_on_the_other_class() -> None:
+    B = _fresh_base()
+
+    class Owner(B):
+        __tablename__ = "owners"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        pets: Mapped[list[Pet]] = relationship(backref="owner")
+
+    class Pet(B):
+        __tablename__ = "pets"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        owner_id: Mapped[int | None] = mapped_column(ForeignKey("owners.id"))
+
+    owner = Owner()
+    pet = Pet(owner=owner)  # Pet.owner exists once the registry is configured
+    assert owner.pets == [pet]
+    with pytest.raises(TypeError, match="'nope' is an invalid keyword argument for Pet"):
+        Pet(nope=1)

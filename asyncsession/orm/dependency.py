@@ -104,15 +104,11 @@ class Dependencies:
 
 def _value(state: InstanceState, key: str, why: Any) -> Any:
     """What ``key`` of ``state`` is (or will be, once inserted)."""
-    obj = state.obj_ref()
-    d = obj.__dict__ if obj is not None else {}
-    value = d.get(key, NO_VALUE)
+    value = state.value_or_identity(key)
     if state.key is None:
         if value is NO_VALUE or value is None or isinstance(value, ClauseElement):
             return Ref(state, key)
         return value
-    if value is NO_VALUE and key in state.mapper.pk_keys:
-        return state.key[1][state.mapper.pk_keys.index(key)]
     if value is NO_VALUE:
         raise exc.InvalidRequestError(
             f"Can't flush: {state.mapper.class_.__name__}.{key} is not loaded and the flush "

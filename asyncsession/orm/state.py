@@ -209,6 +209,16 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
             return None
         return (ident,) if len(self.mapper.pk_keys) == 1 else ident
 
+    def value_or_identity(self, key: str) -> Any:
+        """``key``'s value in the object; for an unloaded primary key attribute, the
+        identity's (always known once the object has a row); else NO_VALUE."""
+        value = self.dict.get(key, NO_VALUE)
+        if value is NO_VALUE and self._ident is not None and key in self.mapper.pk_keys:
+            identity = self.identity
+            assert identity is not None
+            return identity[self.mapper.pk_keys.index(key)]
+        return value
+
     @property
     def identity_key(self) -> tuple[Any, ...] | None:
         return self.key

@@ -26,7 +26,7 @@ How this works:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from asyncsession import exc
@@ -51,9 +51,7 @@ def key_columns(prop: RelationshipProperty[Any]) -> list[Any]:
     """The columns whose values match a parent's batch key, as selected with the target."""
     if prop.direction is MANYTOONE:
         return [ref for ref, _ in prop.pairs]
-    if prop.direction is MANYTOMANY:
-        return [fk for _, fk in prop.pairs]
-    return [fk for _, fk in prop.pairs]
+    return [fk for _, fk in prop.pairs]  # the child's, or the secondary table's
 
 
 def batch_keys(
@@ -64,7 +62,6 @@ def batch_keys(
     known: list[tuple[InstanceState, Any]] = []
     many_to_one = prop.direction is MANYTOONE
     for state in states:
-        d = state.dict
         if many_to_one and not prop.uselist:
             found = resolve_many_to_one(state, prop)
             if found is not NO_VALUE:
@@ -72,9 +69,7 @@ def batch_keys(
                 continue
         values = []
         for key in prop.local_keys:
-            value = d.get(key, NO_VALUE)
-            if value is NO_VALUE and key in state.mapper.pk_keys and state.key is not None:
-                value = state.key[1][state.mapper.pk_keys.index(key)]
+            value = state.value_or_identity(key)
             if value is NO_VALUE:
                 raise exc.InvalidRequestError(
                     f"Can't load {prop.describe()}: {state.mapper.class_.__name__}.{key} is "
@@ -135,7 +130,6 @@ def populate(
         if not any(x is obj for x in group):
             group.append(obj)
     back = prop.back
-    set_back = back is not None and not back.uselist and prop.direction is not MANYTOONE
     added, moved = _pending_changes(prop, changed)
     for state, key in need:
         found = grouped.get(key, [])
@@ -151,13 +145,7 @@ def populate(
                 # loaded are what the database has.
                 state.record_change(prop.key, tuple(found))
                 state.dict[prop.key] = make_collection(state, prop, adjusted)
-        if set_back:
-            parent = state.obj_ref()
-            assert back is not None
-            for obj in found:
-                od = obj.__dict__
-                if back.key not in od:
-                    od[back.key] = parent
+        _tell_members(state, prop, found)
     for state, value in known:
         _store(state, prop, value, populate_existing)
 
@@ -171,15 +159,23 @@ def store(
     changes (always). The members of a stored one-to-many learn their parent
     where their many-to-one side is not loaded yet.
     """
-    if not _store(state, prop, value, populate_existing):
-        return
+    if _store(state, prop, value, populate_existing):
+        _tell_members(state, prop, members(value))
+
+
+def _tell_members(
+    state: InstanceState, prop: RelationshipProperty[Any], stored: Iterable[Any]
+) -> None:
+    """The members just stored on a one-to-many (or one-to-one) parent learn their
+    parent, where their many-to-one side is not loaded yet."""
     back = prop.back
-    if back is not None and not back.uselist and prop.direction is not MANYTOONE:
-        parent = state.obj_ref()
-        for obj in value if prop.uselist else (() if value is None else (value,)):
-            od = obj.__dict__
-            if back.key not in od:
-                od[back.key] = parent
+    if back is None or back.uselist or prop.direction is MANYTOONE:
+        return
+    parent = state.obj_ref()
+    for obj in stored:
+        od = obj.__dict__
+        if back.key not in od:
+            od[back.key] = parent
 
 
 def _store(

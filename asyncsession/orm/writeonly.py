@@ -65,23 +65,16 @@ class WriteOnlyCollection:
     # -- reading ----------------------------------------------------------------------
     def _criteria(self) -> ColumnElement:
         prop = self._prop
-        state = self._state
-        d = state.dict
         values = []
         for key in prop.local_keys:
-            value = d.get(key, NO_VALUE)
-            if value is NO_VALUE and state.key is not None and key in state.mapper.pk_keys:
-                value = state.key[1][state.mapper.pk_keys.index(key)]
+            value = self._state.value_or_identity(key)
             if value is NO_VALUE or value is None:
                 raise exc.InvalidRequestError(
                     f"Can't query {prop.describe()} of an object without its {key!r} (flush it "
                     "first)"
                 )
             values.append(value)
-        if prop.direction is MANYTOMANY:
-            columns = [fk for _, fk in prop.pairs]
-        else:
-            columns = [fk for _, fk in prop.pairs]
+        columns = [fk for _, fk in prop.pairs]  # the members' keys, or the secondary table's
         return and_(*(c == v for c, v in zip(columns, values, strict=True)), *prop.extra_criteria)
 
     def select(self) -> Select:

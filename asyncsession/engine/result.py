@@ -962,10 +962,6 @@ class Result(_RowView[_TP]):
         """Make every read fail until ``unique()`` is called (ORM joined collections)."""
         self._shape = self._require_shape().requiring_unique()
 
-    def _values(self) -> Sequence[Sequence[Any]]:
-        """The ORM loaders' name for :meth:`raw_values`."""
-        return self.raw_values()
-
     def raw_values(self) -> Sequence[Sequence[Any]]:
         """The remaining rows as sequences of Python values, without building Rows.
 

@@ -572,7 +572,7 @@ class AsyncSession:
         raw = await conn.execute(plan.statement, params)
         populate_existing = bool(options.get("populate_existing"))
         loader = loading.row_loader(plan, self, self.identity_map, populate_existing)
-        objects = loader(raw._values())
+        objects = loader(raw.raw_values())
         if loader.post:
             await self._post_load(loader.take_post(), populate_existing)
         return objects

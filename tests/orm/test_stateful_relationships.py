@@ -712,7 +712,15 @@ class RelationshipMachine(RuleBasedStateMachine):
             with self.theirs.no_autoflush:
                 self.theirs.delete(pair.theirs)
 
-        self.both(lambda: self.ours.delete(pair.ours), theirs)
+        async def ours() -> None:
+            if kind == "parent" and "children" not in pair.ours.__dict__:
+                # SQLAlchemy's delete() loads the collection it cascades along at once;
+                # here the flush would (docs/relationships.md). Load it as SQLAlchemy
+                # does, so that session.deleted and later moves compare like for like.
+                await self.ours.load_relationship([pair.ours], Parent.children)
+            await self.ours.delete(pair.ours)
+
+        self.both(ours, theirs)
 
     # -- loading and expiring --------------------------------------------------------------
 

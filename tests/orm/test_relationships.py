@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 import pytest
 
 from asyncsession import (
@@ -685,3 +686,41 @@ def test_a_constructor_may_set_a_backref_declared_on_the_other_class() -> None:
     assert owner.pets == [pet]
     with pytest.raises(TypeError, match="'nope' is an invalid keyword argument for Pet"):
         Pet(nope=1)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("how", ["load_relationship", "awaitable_attrs", "delete_cascade"])
+async def test_cancelling_a_relationship_load_leaks_nothing(engine: AsyncEngine, how: str) -> None:
+    async with AsyncSession(engine) as s:
+        s.add_all([Parent(name=f"p{i}", children=[Child(name=f"c{i}")]) for i in range(3)])
+        await s.commit()
+    session = AsyncSession(engine)
+    parents = (await session.scalars(select(Parent).order_by(Parent.id))).all()
+    armed: list[anyio.CancelScope] = []
+
+    def strike(conn: Any, stmt: Any, params: Any, options: Any) -> None:
+        # The relationship's SELECT is about to go out: cancel the operation there.
+        if armed and str(stmt).startswith("SELECT children"):
+            armed.pop().cancel()
+
+    listen(engine, "before_execute", strike)
+    with anyio.CancelScope() as scope:
+        armed.append(scope)
+        if how == "load_relationship":
+            await session.load_relationship(parents, Parent.children)
+        elif how == "awaitable_attrs":
+            await parents[0].awaitable_attrs.children
+        else:
+            await session.delete(parents[0])
+            await session.flush()  # loads the children for the cascade
+    assert scope.cancelled_caught
+    assert all("children" not in p.__dict__ for p in parents)  # nothing half-loaded
+    await session.rollback()
+    assert engine.pool.checkedout() == 0
+    # The session works again, and nothing was deleted.
+    children = await session.scalars(select(Child))
+    assert len(children.all()) == 3
+    await session.load_relationship(parents, Parent.children)
+    assert [len(p.children) for p in parents] == [1, 1, 1]
+    await session.close()
+    assert engine.pool.checkedout() == 0

@@ -274,6 +274,14 @@ class AsyncTransaction:
             await self.connection._begin_root(self)
         return self
 
+    def _start_root_now(self) -> AsyncTransaction:
+        """:meth:`start` without its checkpoint, for a caller that has just had one
+        (a session beginning on a connection it just checked out)."""
+        if self.state is not TransactionState.INACTIVE or self.nested:
+            raise exc.InvalidRequestError("_start_root_now() starts a new root transaction")
+        self.connection._register_root(self)
+        return self
+
     def __await__(self) -> Generator[Any, None, AsyncTransaction]:
         return self.start().__await__()
 
@@ -558,6 +566,31 @@ class AsyncConnection:
         if pierced is not None:
             raise pierced
         await anyio.lowlevel.checkpoint_if_cancelled()
+
+    def _close_nowait(self) -> bool:
+        """Close now when that needs no IO (the usual case after a commit); else False.
+
+        False leaves the connection as it was, for :meth:`close` to finish. The
+        session closes its connections this way first, so a commit's release
+        costs no cancel scope.
+        """
+        if self._closed or not self._started:
+            self._closed = True
+            return True
+        transaction = self._transaction
+        entry = self._entry
+        if (
+            self._busy is not None
+            or self._streams
+            or (self._begun and transaction is not None)
+            or (isinstance(transaction, AsyncTwoPhaseTransaction) and transaction.is_prepared)
+            or (entry is not None and not self.engine.pool.release_nowait(entry))
+        ):
+            return False
+        self._closed = True
+        self._entry = None
+        self._end_all(TransactionState.CLOSED, None)
+        return True
 
     async def invalidate(self) -> None:
         """Terminate the driver connection now and free its pool slot.
@@ -1009,9 +1042,13 @@ class AsyncConnection:
         return self._savepoints[-1] if self._savepoints else None
 
     async def _begin_root(self, transaction: AsyncTransaction) -> None:
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        self._register_root(transaction)
+
+    def _register_root(self, transaction: AsyncTransaction) -> None:
+        """Make ``transaction`` this connection's (nothing is sent: BEGIN waits for a statement)."""
         self._enter("begin")
         try:
-            await anyio.lowlevel.checkpoint_if_cancelled()
             if self._transaction is not None:
                 current = self._transaction
                 raise exc.InvalidRequestError(

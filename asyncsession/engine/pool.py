@@ -322,7 +322,7 @@ class Pool:
         Runs shielded from cancellation; calling it again for the same checkout
         does nothing.
         """
-        if not entry.checked_out:
+        if not entry.checked_out or self.release_nowait(entry):
             return
         entry.checked_out = False
         kept = False
@@ -348,6 +348,31 @@ class Pool:
             self._free_slot()
         if pierced is not None:
             raise pierced
+
+    def release_nowait(self, entry: PoolEntry) -> bool:
+        """Check ``entry`` back in at once when that needs no IO; False if it does.
+
+        It does when the connection must be reset, closed, or handed to a
+        ``checkin`` listener: :meth:`release` does that part, shielded. The
+        common case, a clean connection going back to a pool with room, is
+        bookkeeping only and costs no cancel scope.
+        """
+        connection = entry.connection
+        if (
+            not entry.checked_out
+            or entry.uncertain
+            or entry.closed
+            or connection.in_transaction()
+            or connection.is_closed()
+            or (connection.loop_bound and entry.loop is not asyncio.get_running_loop())
+            or not self._has_room_for(entry)
+            or self.dispatch.has("checkin")
+        ):
+            return False
+        entry.checked_out = False
+        self._idle.append(entry)
+        self._free_slot()
+        return True
 
     def discard(self, entry: PoolEntry) -> None:
         """Terminate ``entry``'s connection and give its slot back, without awaiting.

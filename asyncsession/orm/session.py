@@ -683,7 +683,10 @@ class AsyncSession:
             else:
                 conn = await bind.connect()
                 try:
-                    ctx = await (conn.begin_twophase() if self.twophase else conn.begin())
+                    if self.twophase:
+                        ctx = await conn.begin_twophase()
+                    else:  # connect() was the checkpoint
+                        ctx = conn.begin()._start_root_now()
                 except BaseException:
                     with anyio.CancelScope(shield=True):
                         await conn.close()
@@ -1038,9 +1041,13 @@ class AsyncSession:
         root.connections.clear()
 
     async def _close_connections(self, root: SessionTransaction) -> None:
-        with anyio.CancelScope(shield=True):
-            for conn, _ctx, owned in list(root.connections.values()):
-                if owned:
+        # Connections that go back to the pool without IO need no cancel scope.
+        rest = [
+            c for c, _ctx, owned in root.connections.values() if owned and not c._close_nowait()
+        ]
+        if rest:
+            with anyio.CancelScope(shield=True):
+                for conn in rest:
                     await conn.close()
         root.connections.clear()
 
@@ -1130,17 +1137,17 @@ class AsyncSession:
 
         The session can be used again afterwards. Runs shielded from cancellation.
         """
-        with anyio.CancelScope(shield=True):
-            if self._busy is not None:
-                raise exc.ConcurrentUseError(
-                    f"Can't close(): this session is busy with {self._busy}() in another task"
-                )
-            txn = self._transaction
-            if txn is not None:
+        if self._busy is not None:
+            raise exc.ConcurrentUseError(
+                f"Can't close(): this session is busy with {self._busy}() in another task"
+            )
+        txn = self._transaction
+        if txn is not None:
+            with anyio.CancelScope(shield=True):
                 self._transaction = None
                 await self._rollback_connections(txn.root, closing=True)
                 await self._end(txn.root)
-            self.expunge_all()
+        self.expunge_all()
 
     async def reset(self) -> None:
         """Like close(): the session starts afresh."""

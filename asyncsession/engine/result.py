@@ -325,7 +325,7 @@ class ResultMetaData:
     conversion. Raises :class:`ArgumentError` if the lengths differ.
     """
 
-    __slots__ = ("_converters", "_processed", "_row_cls", "keys", "processors")
+    __slots__ = ("_converters", "_processed", "_row_cls", "_rows_shape", "keys", "processors")
 
     def __init__(self, keys: tuple[str, ...], processors: tuple[Processor | None, ...]) -> None:
         if len(keys) != len(processors):
@@ -338,6 +338,7 @@ class ResultMetaData:
         self._row_cls = _row_class(keys)
         self._processed = tuple(i for i, p in enumerate(processors) if p is not None)
         self._converters: tuple[Callable[[Any], Row[Any]], _RowsConverter] | None = None
+        self._rows_shape: _Shape | None = None
 
     def __repr__(self) -> str:
         return f"ResultMetaData(keys={self.keys!r})"
@@ -449,7 +450,11 @@ class _Shape:
 
     @classmethod
     def rows(cls, metadata: ResultMetaData) -> _Shape:
-        return cls(metadata, None, _ROWS, 0, False, None)
+        # Immutable, so one per metadata serves every result of that statement.
+        shape = metadata._rows_shape
+        if shape is None:
+            shape = metadata._rows_shape = cls(metadata, None, _ROWS, 0, False, None)
+        return shape
 
     def with_unique(self, strategy: Callable[[Any], Any] | None) -> _Shape:
         return _Shape(

@@ -12,20 +12,39 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from types import TracebackType
 
 # Below this many objects the collector's passes cost less than pausing it.
 THRESHOLD = 256
 
 
-@contextlib.contextmanager
-def paused(size: int) -> Iterator[None]:
-    """Run the block with the cyclic collector paused when ``size`` reaches THRESHOLD."""
-    if size < THRESHOLD or not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
+class _Paused:
+    """Disables the collector on entry and enables it again on exit."""
+
+    __slots__ = ()
+
+    def __enter__(self) -> None:
+        gc.disable()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         gc.enable()
+
+
+_PAUSED = _Paused()
+_NOT_PAUSED = contextlib.nullcontext()
+
+
+def paused(size: int) -> contextlib.AbstractContextManager[None]:
+    """Run the block with the cyclic collector paused when ``size`` reaches THRESHOLD.
+
+    Small work (a ``get()``, a one-row flush) costs no generator: a shared
+    no-op context is returned.
+    """
+    if size < THRESHOLD or not gc.isenabled():
+        return _NOT_PAUSED
+    return _PAUSED

@@ -29,6 +29,7 @@ import contextlib
 import itertools
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from types import TracebackType
 from typing import Any, Generic, Self, TypeVar, overload
 
 import anyio
@@ -206,18 +207,10 @@ class AsyncSession:
         await self.close()
 
     # -- the conflict detector -----------------------------------------------------
-    @contextlib.contextmanager
-    def _operation(self, name: str) -> Iterator[None]:
-        if self._busy is not None:
-            raise exc.ConcurrentUseError(
-                f"Can't {name}(): this session is busy with {self._busy}() in another task. "
-                "A session serves one task at a time; give each task its own session."
-            )
-        self._busy = name
-        try:
-            yield
-        finally:
-            self._busy = None
+    def _operation(self, name: str) -> _Operation:
+        """Mark the session busy with ``name`` for the ``with`` block; raise
+        ConcurrentUseError if it already is (another task is inside)."""
+        return _Operation(self, name)
 
     def _check_not_busy(self, name: str) -> None:
         if self._busy is not None and not self._flushing:
@@ -1724,25 +1717,61 @@ class _ORMStreamSource:
         await self._rows.close()
 
 
-@contextlib.contextmanager
-def _io(txn: SessionTransaction) -> Iterator[None]:
+class _io:
     """Deactivate ``txn`` when IO inside fails or is cancelled.
 
     A failed statement leaves the database transaction in doubt (PostgreSQL
     aborts it), and a cancelled one leaves the connection rolled back or
     terminated by the engine: either way only rollback() may follow. Errors
-    raised before any IO (bad arguments) leave the transaction alone.
+    raised before any IO (bad arguments, ``AsyncSessionError``) leave the
+    transaction alone. A class, not a generator: it wraps every statement.
     """
-    try:
-        yield
-    except exc.DBAPIError as err:
-        txn.fail(err)
-        raise
-    except exc.AsyncSessionError:
-        raise
-    except BaseException as err:
-        txn.fail(err)
-        raise
+
+    __slots__ = ("txn",)
+
+    def __init__(self, txn: SessionTransaction) -> None:
+        self.txn = txn
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if error is not None and (
+            isinstance(error, exc.DBAPIError) or not isinstance(error, exc.AsyncSessionError)
+        ):
+            self.txn.fail(error)
+
+
+class _Operation:
+    """``with session._operation(name):`` marks the session busy (see there)."""
+
+    __slots__ = ("name", "session")
+
+    def __init__(self, session: AsyncSession, name: str) -> None:
+        self.session = session
+        self.name = name
+
+    def __enter__(self) -> None:
+        session = self.session
+        if session._busy is not None:
+            raise exc.ConcurrentUseError(
+                f"Can't {self.name}(): this session is busy with {session._busy}() in another "
+                "task. A session serves one task at a time; give each task its own session."
+            )
+        session._busy = self.name
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.session._busy = None
 
 
 class _TransactionContext:

@@ -376,6 +376,7 @@ class _MapperInfo:
         "server_generated",
         "server_onupdates",
         "server_version",
+        "shapes",
         "sortable_key",
         "table",
         "templates",
@@ -428,6 +429,8 @@ class _MapperInfo:
         self.foreign_keys: tuple[_ForeignKey, ...] = tuple(self._foreign_keys())
         # Statements built for execution, by shape (see _template()).
         self.templates: dict[tuple[Any, ...], tuple[Any, tuple[str, ...]]] = {}
+        # INSERT shapes by (supplied keys, expression keys), see _Planner._insert_shape().
+        self.shapes: dict[tuple[tuple[str, ...], tuple[str, ...]], _InsertShape] = {}
 
     def _foreign_keys(self) -> list[_ForeignKey]:
         out = []
@@ -596,7 +599,6 @@ class _Planner:
         "max_params",
         "overlay",
         "refs",
-        "shapes",
         "states",
         "switches",
     )
@@ -604,7 +606,6 @@ class _Planner:
     def __init__(self, dialect: Dialect, deps: Dependencies | None = None) -> None:
         self.max_params = max(1, int(dialect.max_bind_params))
         self.states: list[InstanceState] = []
-        self.shapes: dict[tuple[Any, ...], _InsertShape] = {}
         self.infos: dict[Mapper, _MapperInfo] = {}
         self.deps = deps if deps else None
         self.overlay: dict[InstanceState, dict[str, Any]] = deps.values if deps else {}
@@ -670,7 +671,10 @@ class _Planner:
             edges.extend(
                 (a, b) for a, b in self.deps.table_edges if a in by_table and b in by_table
             )
-        components = topological.strongly_connected(tables, edges)
+        if len(tables) == 1:
+            components = [tables]  # one table: a self-reference is handled below
+        else:
+            components = topological.strongly_connected(tables, edges)
         self_referencing = {table for target, table in edges if target is table}
 
         inserts: list[Step] = []
@@ -1046,8 +1050,8 @@ class _Planner:
         self, info: _MapperInfo, keys: tuple[str, ...], expression_keys: tuple[str, ...]
     ) -> _InsertShape:
         """(generated, returning, expired, match) for rows of ``info`` supplying ``keys``."""
-        cache_key = ("insert", info, keys, expression_keys)
-        found = self.shapes.get(cache_key)
+        cache_key = (keys, expression_keys)
+        found = info.shapes.get(cache_key)
         if found is not None:
             return found
         supplied = set(keys)
@@ -1094,7 +1098,7 @@ class _Planner:
         else:
             returning = tuple(k for k in info.keys if k in wanted)
         shape = (generated, returning, expired, match)
-        self.shapes[cache_key] = shape
+        info.shapes[cache_key] = shape
         return shape
 
     def _insert_batches(self, run: list[_Row], expressions: bool = False) -> list[Step]:

@@ -1504,7 +1504,7 @@ class AsyncConnection:
                 f"{type(statement).__name__}; run SQL strings with exec_driver_sql() or wrap "
                 "them in text()"
             )
-        if parameters is None or isinstance(parameters, Mapping):
+        if parameters is None or type(parameters) is dict or isinstance(parameters, Mapping):
             many = False
             param_sets: Sequence[Mapping[str, Any]] = () if parameters is None else (parameters,)
         else:

@@ -165,6 +165,8 @@ class IdentityMap:
         states = self._all()
         for state in states:
             state.identity_map = None
-        self._by_class.clear()
+        # Emptied in place: loaders hold on to these dicts (states_of()).
+        for by_ident in self._by_class.values():
+            by_ident.clear()
         self.modified.clear()
         return states

@@ -535,6 +535,12 @@ class RowLoader:
             self._after(rows, out, self.post)
         return out
 
+    @property
+    def stateless(self) -> bool:
+        """True when loading keeps nothing between calls (no eager or joined work), so
+        one loader may serve many loads."""
+        return self._after is None
+
     def take_post(self) -> PostWork:
         post, self.post = self.post, []
         return post

@@ -188,6 +188,8 @@ class AsyncSession:
         self.join_transaction_mode = join_transaction_mode
         self.twophase = twophase
         self.identity_map = IdentityMap()
+        # get()'s row loaders, by id of their plan (kept alive here): see _orm_rows().
+        self._kept_loaders: dict[int, tuple[loading.ORMPlan, loading.RowLoader]] = {}
         self._new: dict[InstanceState, Any] = {}
         self._deleted: dict[InstanceState, Any] = {}
         self._transaction: SessionTransaction | None = None
@@ -559,12 +561,30 @@ class AsyncSession:
             return await self._orm_rows(conn, plan, None, options)
 
     async def _orm_rows(
-        self, conn: AsyncConnection, plan: loading.ORMPlan, params: Any, options: Mapping[str, Any]
+        self,
+        conn: AsyncConnection,
+        plan: loading.ORMPlan,
+        params: Any,
+        options: Mapping[str, Any],
+        keep_loader: bool = False,
     ) -> list[tuple[Any, ...]]:
-        """Execute ``plan`` and load its rows into objects, eager loads included."""
+        """Execute ``plan`` and load its rows into objects, eager loads included.
+
+        ``keep_loader``: ``plan`` lives as long as its mapper (get()'s), so its
+        row loader is kept for this session when it holds no per-load state.
+        """
         raw = await conn.execute(plan.statement, params)
         populate_existing = bool(options.get("populate_existing"))
-        loader = loading.row_loader(plan, self, self.identity_map, populate_existing)
+        if keep_loader and not populate_existing:
+            kept = self._kept_loaders.get(id(plan))
+            if kept is None:
+                loader = loading.row_loader(plan, self, self.identity_map)
+                if loader.stateless and not plan.joined_collections:
+                    self._kept_loaders[id(plan)] = (plan, loader)
+            else:
+                loader = kept[1]
+        else:
+            loader = loading.row_loader(plan, self, self.identity_map, populate_existing)
         objects = loader(raw.raw_values())
         if loader.post:
             await self._post_load(loader.take_post(), populate_existing)
@@ -658,6 +678,8 @@ class AsyncSession:
                     "use `async with session.begin():`"
                 )
             txn = self._begin("autobegin")
+        elif txn.state is TxState.ACTIVE:
+            return txn  # every operation asking for the current transaction may start here
         txn.check(operation)
         return txn
 
@@ -1365,7 +1387,8 @@ class AsyncSession:
                     conn,
                     plan,
                     dict(zip(names, pk, strict=True)),
-                    {"populate_existing": overwrite},
+                    _POPULATE if overwrite else _NO_OPTIONS,
+                    keep_loader=not options,
                 )
             if not objects and state is not None and state.obj_ref() is not None:
                 if not populate_existing and with_for_update is None:
@@ -2026,6 +2049,9 @@ def _mapper(entity: Any) -> Any:
     return mapper
 
 
+_POPULATE: Mapping[str, Any] = {"populate_existing": True}
+_NO_OPTIONS: Mapping[str, Any] = {}
+
 _GET_PLANS: weakref.WeakKeyDictionary[Any, dict[Any, tuple[loading.ORMPlan, tuple[str, ...]]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -2035,8 +2061,10 @@ def _get_plan(
     mapper: Any, with_for_update: Any, options: tuple[Any, ...] = ()
 ) -> tuple[loading.ORMPlan, tuple[str, ...]]:
     """The SELECT by primary key for ``get()``, built once per mapper (and options)."""
-    plans = _GET_PLANS.setdefault(mapper, {})
-    cache_key = (repr(with_for_update), options)
+    plans = _GET_PLANS.get(mapper)
+    if plans is None:
+        plans = _GET_PLANS[mapper] = {}
+    cache_key = (None if with_for_update is None else repr(with_for_update), options)
     try:
         found = plans.get(cache_key)
     except TypeError:  # an unhashable option: planned (and checked) each time

@@ -220,6 +220,36 @@ async def test_get_after_a_full_expire_loads_once(
     assert len(statements) == before + 1
 
 
+async def test_get_keeps_identity_across_expunge_all_and_close(
+    session: AsyncSession, statements: list[str]
+) -> None:
+    """get() keeps its row loader for the session; emptying the identity map (expunge_all,
+    close) must not leave that loader registering objects where no lookup finds them."""
+    [ann, bob] = await add_users(session, "ann", "bob")
+    ids = (ann.id, bob.id)
+    session.expunge_all()
+    first = await session.get(User, ids[0])
+    assert first is not None
+    assert first is not ann
+    assert session.identity_map.get((User, (ids[0],), None)) is first
+    before = len(statements)
+    assert await session.get(User, ids[0]) is first
+    assert len(statements) == before
+
+    await session.close()
+    assert inspect(first).detached
+    again = await session.get(User, ids[0])
+    assert again is not None
+    assert again is not first
+    assert await session.get(User, ids[0]) is again
+    other = await session.get(User, ids[1], populate_existing=True)
+    assert other is not None
+    assert other.name == "bob"
+    assert await session.get(User, ids[1]) is other
+    assert inspect(again).session is session
+    assert inspect(other).persistent
+
+
 async def test_get_missing_and_get_one(session: AsyncSession) -> None:
     assert await session.get(User, 12345) is None
     with pytest.raises(NoResultFound, match="12345"):

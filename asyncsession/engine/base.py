@@ -75,7 +75,6 @@ import functools
 import logging
 import secrets
 import warnings
-import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Mapping, Sequence
 from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar
@@ -160,9 +159,6 @@ class AsyncEngine:
     _driver: Driver
     _execution_options: Mapping[str, Any] = _EMPTY
     dispatch: Dispatcher = attrs.field(factory=lambda: Dispatcher(ENGINE_EVENTS))
-    _metadata_cache: weakref.WeakKeyDictionary[Compiled, ResultMetaData] = attrs.field(
-        factory=weakref.WeakKeyDictionary
-    )
 
     @property
     def name(self) -> str:
@@ -218,10 +214,11 @@ class AsyncEngine:
         return self.dispatch
 
     def _result_metadata(self, compiled: Compiled) -> ResultMetaData:
-        metadata = self._metadata_cache.get(compiled)
+        # A pure function of the compiled statement, so it is kept on it.
+        memo = compiled.engine_memo
+        metadata: ResultMetaData | None = memo[0]
         if metadata is None:
-            metadata = ResultMetaData(compiled.result_keys, compiled.result_processors)
-            self._metadata_cache[compiled] = metadata
+            metadata = memo[0] = ResultMetaData(compiled.result_keys, compiled.result_processors)
         return metadata
 
     def __repr__(self) -> str:
@@ -688,13 +685,7 @@ class AsyncConnection:
         if dispatch.has("before_execute"):
             await dispatch.fire("before_execute", self, statement, parameters, options)
         compiled, args, many = self._compile(statement, parameters)
-        if compiled.returns_rows:
-            returns_rows: bool | None = True
-        elif compiled.is_ddl or compiled.is_insert or compiled.is_update or compiled.is_delete:
-            returns_rows = False
-        else:
-            returns_rows = None  # textual SQL: the driver finds out
-        dresult = await self._run(compiled.sql, args, many, returns_rows, options)
+        dresult = await self._run(compiled.sql, args, many, compiled.driver_returns_rows, options)
         if compiled.result_keys:
             result: Result[Any] = Result(
                 self.engine._result_metadata(compiled), dresult.rows, rowcount=dresult.rowcount
@@ -1424,7 +1415,15 @@ class AsyncConnection:
         returns_rows: bool | None,
         options: Mapping[str, Any],
     ) -> DriverResult:
-        entry = await self._ready(options)
+        entry = self._entry
+        transaction = self._transaction
+        if (
+            entry is None
+            or not self._begun
+            or transaction is None
+            or transaction.state is not TransactionState.ACTIVE
+        ):
+            entry = await self._ready(options)
         self._log_statement(sql, args, many)
         if many:
             return await self._call(

@@ -145,6 +145,11 @@ class Compiled:
     # The slots flattened for the hot loop: (kind, index, key, processor, accepts, slot).
     # ``accepts`` is the type's cheap predicate; the full validator only words errors.
     _plan: tuple[tuple[Any, ...], ...] = attrs.field(init=False)
+    # What the driver is told: rows (True), none (False), or "find out" (None: text()).
+    driver_returns_rows: bool | None = attrs.field(init=False)
+    # One slot for the engine to keep what it derives from this statement once (its
+    # result metadata): the sql layer never reads it.
+    engine_memo: list[Any] = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         plan = tuple(
@@ -152,6 +157,13 @@ class Compiled:
             for slot in self.slots
         )
         object.__setattr__(self, "_plan", plan)
+        returns: bool | None = None
+        if self.returns_rows:
+            returns = True
+        elif self.is_ddl or self.is_insert or self.is_update or self.is_delete:
+            returns = False
+        object.__setattr__(self, "driver_returns_rows", returns)
+        object.__setattr__(self, "engine_memo", [None])
 
     def construct_params(
         self, extracted: Sequence[BindParameter], params: Mapping[str, Any] | None = None

@@ -804,8 +804,8 @@ class AsyncSession:
     async def _flush_inner(
         self, txn: SessionTransaction, objects: Sequence[Any] | None = None
     ) -> None:
-        if self._flushing:
-            return
+        if self._flushing or not (self._new or self._deleted or self.identity_map.modified):
+            return  # nothing to flush or settle (the autoflush of most queries)
         if self._has_changes():
             self._flushing = True
             try:
@@ -933,6 +933,8 @@ class AsyncSession:
         deleted: Sequence[InstanceState],
     ) -> None:
         for kind, states in (("insert", new), ("update", dirty), ("delete", deleted)):
+            if not states:
+                continue
             name = f"{when}_{kind}"
             listened: dict[Any, bool] = {}  # per mapper: one look at its listeners
             for state in states:

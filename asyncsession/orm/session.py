@@ -707,7 +707,7 @@ class AsyncSession:
                         await conn.close()
                     raise
                 root.connections[bind] = (conn, ctx, True)
-            if fresh_root:
+            if fresh_root and self._dispatch.has("after_begin"):
                 await self._dispatch.fire("after_begin", self, root, conn)
             found = root.connections[bind]
         connection: AsyncConnection = found[0]

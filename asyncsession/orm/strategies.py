@@ -123,11 +123,20 @@ def populate(
     changes to the other side of ``prop`` adjust what is stored.
     """
     grouped: dict[tuple[Any, ...], list[Any]] = {}
+    # A member may come back twice for one parent (duplicate association rows): once.
+    seen: set[tuple[tuple[Any, ...], int]] = set()
+    one_column = bool(rows) and len(rows[0]) == 2
     for row in rows:
         obj = row[0]
-        key = tuple(row[1:])
-        group = grouped.setdefault(key, [])
-        if not any(x is obj for x in group):
+        key = (row[1],) if one_column else tuple(row[1:])
+        mark = (key, id(obj))
+        if mark in seen:
+            continue
+        seen.add(mark)
+        group = grouped.get(key)
+        if group is None:
+            grouped[key] = [obj]
+        else:
             group.append(obj)
     back = prop.back
     added, moved = _pending_changes(prop, changed)

@@ -27,6 +27,7 @@ How this works:
 from __future__ import annotations
 
 import copy
+import operator
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -569,12 +570,20 @@ def row_loader(
 
         return RowLoader(load_single, after)
 
+    # One function per result column: an entity's loader, or the row's item.
+    parts = [operator.itemgetter(item) if isinstance(item, int) else item for item in loaders]
+    if len(parts) == 2:  # an entity with one column (a selectin load's key), say
+        first, second = parts
+
+        def load_pairs(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
+            with paused(len(rows)):
+                return [(first(row), second(row)) for row in rows]
+
+        return RowLoader(load_pairs, after)
+
     def load_rows(rows: Sequence[Sequence[Any]]) -> list[tuple[Any, ...]]:
         with paused(len(rows)):
-            return [
-                tuple(row[item] if isinstance(item, int) else item(row) for item in loaders)
-                for row in rows
-            ]
+            return [tuple([part(row) for part in parts]) for row in rows]
 
     return RowLoader(load_rows, after)
 

@@ -558,7 +558,19 @@ class AsyncSession:
         txn = self._current("execute")
         with _io(txn):
             conn = await self._connection_for(txn, self.get_bind(clause=statement))
-            return await self._orm_rows(conn, plan, None, options)
+            rows = await self._orm_rows(conn, plan, None, options)
+        if plan.joined_collections:
+            # Joined collections of the members repeat their rows: each row once,
+            # as unique() does.
+            seen: set[tuple[Any, ...]] = set()
+            unique = []
+            for row in rows:
+                mark = (id(row[0]), *row[1:])
+                if mark not in seen:
+                    seen.add(mark)
+                    unique.append(row)
+            rows = unique
+        return rows
 
     async def _orm_rows(
         self,

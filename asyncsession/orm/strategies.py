@@ -122,26 +122,12 @@ def populate(
     ``changed``: the session's pending and modified states, whose unflushed
     changes to the other side of ``prop`` adjust what is stored.
     """
-    grouped: dict[tuple[Any, ...], list[Any]] = {}
-    # A member may come back twice for one parent (duplicate association rows): once.
-    seen: set[tuple[tuple[Any, ...], int]] = set()
-    one_column = bool(rows) and len(rows[0]) == 2
-    for row in rows:
-        obj = row[0]
-        key = (row[1],) if one_column else tuple(row[1:])
-        mark = (key, id(obj))
-        if mark in seen:
-            continue
-        seen.add(mark)
-        group = grouped.get(key)
-        if group is None:
-            grouped[key] = [obj]
-        else:
-            group.append(obj)
+    grouped = _group(rows, dedupe=prop.secondary is not None)
+    one_column = len(prop.local_keys) == 1
     back = prop.back
     added, moved = _pending_changes(prop, changed)
     for state, key in need:
-        found = grouped.get(key, [])
+        found = grouped.get(key[0] if one_column else key, [])
         value: Any = found if prop.uselist else (found[0] if found else None)
         if not _store(state, prop, value, populate_existing):
             continue
@@ -157,6 +143,34 @@ def populate(
         _tell_members(state, prop, found)
     for state, value in known:
         _store(state, prop, value, populate_existing)
+
+
+def _group(rows: Sequence[Sequence[Any]], dedupe: bool) -> dict[Any, list[Any]]:
+    """Members (``row[0]``) by parent key: the bare value for a one-column key, else a tuple.
+
+    ``dedupe``: a member may come back twice for one parent (duplicate rows of an
+    association table) and is kept once. Without a secondary table each member
+    row comes back once.
+    """
+    grouped: dict[Any, list[Any]] = {}
+    if not rows:
+        return grouped
+    one_column = len(rows[0]) == 2
+    seen: set[tuple[Any, int]] = set()
+    for row in rows:
+        obj = row[0]
+        key = row[1] if one_column else tuple(row[1:])
+        if dedupe:
+            mark = (key, id(obj))
+            if mark in seen:
+                continue
+            seen.add(mark)
+        group = grouped.get(key)
+        if group is None:
+            grouped[key] = [obj]
+        else:
+            group.append(obj)
+    return grouped
 
 
 def store(

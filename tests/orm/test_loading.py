@@ -167,6 +167,27 @@ class BoxLabel(Base):
     box_id: Mapped[int] = mapped_column(ForeignKey("boxes.id"))
 
 
+# Members ordered by a column they all share: with their badges joined in, one
+# member's rows need not be next to each other.
+class Club(Base):
+    __tablename__ = "clubs"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    members: Mapped[list[Member]] = relationship(order_by="Member.club_id")
+
+
+class Member(Base):
+    __tablename__ = "members"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    club_id: Mapped[int] = mapped_column(ForeignKey("clubs.id"))
+    badges: Mapped[list[Badge]] = relationship(order_by="Badge.id")
+
+
+class Badge(Base):
+    __tablename__ = "badges"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(ForeignKey("members.id"))
+
+
 # -- fixtures ---------------------------------------------------------------------------------
 
 
@@ -469,6 +490,23 @@ async def test_joinedload_chain_and_self_referential(
     root = (await session.execute(stmt)).unique().scalar_one()
     assert len(statements) == 1
     assert [names(n.children) for n in root.children] == [["aa", "ab"], ["ba"]]
+
+
+async def test_selectin_members_with_joined_collections_whose_rows_interleave(
+    session: AsyncSession, statements: list[str]
+) -> None:
+    session.add(Club(id=1, members=[Member(id=1), Member(id=2)]))
+    # Badge ids interleave between the two members.
+    session.add_all([Badge(id=1, member_id=1), Badge(id=2, member_id=2), Badge(id=3, member_id=1)])
+    await session.commit()
+    session.expunge_all()
+    statements.clear()
+    stmt = select(Club).options(selectinload(Club.members).joinedload(Member.badges))
+    club = (await session.execute(stmt)).scalar_one()
+    assert len(statements) == 2
+    assert sorted(m.id for m in club.members) == [1, 2]
+    badges = {m.id: [b.id for b in m.badges] for m in club.members}
+    assert badges == {1: [1, 3], 2: [2]}
 
 
 async def test_mixed_chains(session: AsyncSession, statements: list[str]) -> None:

@@ -140,7 +140,7 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
         session: Any = None,
         identity_map: IdentityMap | None = None,
     ) -> None:
-        super().__init__(obj, _object_gone)  # type: ignore[call-arg]
+        # weakref.ref.__init__ only checks the arguments __new__ already took.
         self.mapper = mapper
         # The identity: the primary key value (one column) or tuple (several), or
         # None before the object has a row. ``key`` is built from it on demand.
@@ -456,6 +456,12 @@ def instance_state(obj: Any) -> InstanceState:
         raise exc.ArgumentError(
             f"{type(obj).__name__} objects have no __dict__; mapped classes can't use __slots__"
         ) from None
+    return new_state(obj)
+
+
+def new_state(obj: Any) -> InstanceState:
+    """Create the state of a mapped object that has none yet (its ``__dict__`` has no
+    ``STATE_KEY``): :func:`instance_state` without the look for an existing one."""
     mapper = getattr(type(obj), "__mapper__", None)
     if mapper is None:
         raise exc.ArgumentError(f"{type(obj).__name__!r} is not a mapped class")

@@ -876,18 +876,22 @@ class AsyncSession:
     ) -> list[Any]:
         """Move the states after a successful flush; returns the inserted objects."""
         flushed = []
+        identity_map = self.identity_map
+        new_pop = self._new.pop
+        txn_inserted = txn.inserted
+        txn_pending_pop = txn.pending.pop
         for state in outcome.inserted:
-            flushed.append(self._new.pop(state, None))
-            key = state.key  # execute_flush() gave it its identity key
-            assert key is not None
+            flushed.append(new_pop(state, None))
+            ident = state._ident  # execute_flush() gave it its identity
+            assert ident is not None
             # The INSERT succeeded, so an object still mapped under this key has
             # no row (one left over from a rollback): as SQLAlchemy, it was deleted.
-            leftover = self.identity_map.get_state(key)
-            if leftover is not None and leftover is not state:
+            leftover = identity_map.states_of(state.mapper.class_).get(ident)
+            if leftover is not None and leftover is not state and leftover() is not None:
                 self._remove_newly_deleted(leftover, txn)
-            self.identity_map.add(state)
-            txn.inserted[state] = None
-            txn.pending.pop(state, None)
+            identity_map.add(state)
+            txn_inserted[state] = None
+            txn_pending_pop(state, None)
         for change in outcome.key_changes:
             txn.key_switches.setdefault(change.state, change.old_key)
             self.identity_map.replace_key(change.state, change.new_key)

@@ -837,26 +837,19 @@ class _Planner:
     def _pending_row(self, state: InstanceState) -> _Row:
         info = self._info(state.mapper)
         d = _object_dict(state)
-        # Values relationships set win over the object's; no merged copy of the
-        # object's dict (this runs once per new object): ``row.dict`` stays the
-        # object's own, and the cyclic ordering merges where it needs to.
+        # Values relationships set win over the object's. ``row.dict`` stays the
+        # object's own (the cyclic ordering merges where it needs to); only an
+        # object with such values gets a merged copy to read from.
         overlay = self.overlay.get(state) if self.overlay else None
+        source = {**d, **overlay} if overlay else d
         none_keys = info.none_keys
         pk_keys = info.pk_keys
         keys: list[str] = []
         values: list[Any] = []
         expressions = False
         for key in info.keys:
-            if overlay and key in overlay:
-                value = overlay[key]
-                if value is None and key in pk_keys:
-                    continue
-                if isinstance(value, ClauseElement):
-                    expressions = True
-                keys.append(key)
-                values.append(value)
-            elif key in d:
-                value = d[key]
+            if key in source:
+                value = source[key]
                 if value is None and key in pk_keys:
                     continue  # as in SQLAlchemy: a None key is one to generate
                 if isinstance(value, ClauseElement):
@@ -1600,6 +1593,10 @@ class _Execution:
             mapper = step.mapper
             if isinstance(step, InsertBatch):
                 keys = step.keys
+                # The identity from the object's primary key values (as
+                # ``mapper.identity_key_from_instance``), without the key tuple.
+                pk_keys = mapper.pk_keys
+                pk_key = pk_keys[0] if len(pk_keys) == 1 else None
                 for index in step.states:
                     state = states[index]
                     d = dicts[index]
@@ -1607,7 +1604,9 @@ class _Execution:
                         if key not in d:
                             d[key] = None
                     state.commit_all()
-                    state.key = mapper.identity_key_from_instance(state.obj_ref())
+                    state._ident = (
+                        d.get(pk_key) if pk_key is not None else tuple([d.get(k) for k in pk_keys])
+                    )
                     inserted.append(state)
                 continue
             pk_changed = any(k in step.keys for k in mapper.pk_keys)

@@ -304,7 +304,8 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
         committed = self.committed_state
         if not committed:
             return []
-        d = self.dict
+        obj = self()
+        d = obj.__dict__ if obj is not None else {}
         out = []
         for key, original in committed.items():
             current = d.get(key, NO_VALUE)
@@ -312,7 +313,9 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
                 if key in self.mapper.relationship_keys:
                     out.append(key)  # a write-only collection's queued changes
                 continue
-            if original is NO_VALUE or values_differ(current, original):
+            if original is NO_VALUE or (
+                current is not original and values_differ(current, original)
+            ):
                 out.append(key)
         return out
 

@@ -543,11 +543,13 @@ def _object_dict(state: InstanceState) -> dict[str, Any]:
 
 
 def _identity(state: InstanceState, what: str) -> tuple[Any, ...]:
-    if state.key is None:
+    """The primary key tuple of the identity key (``state.key[1]``), built directly."""
+    ident = state._ident
+    if ident is None:
         raise exc.InvalidRequestError(
             f"Can't {what} {_describe(state)}: it has no identity (it was never flushed)"
         )
-    pk: tuple[Any, ...] = state.key[1]
+    pk: tuple[Any, ...] = (ident,) if len(state.mapper.pk_keys) == 1 else ident
     return pk
 
 
@@ -878,12 +880,15 @@ class _Planner:
             ]
             if not changed:
                 return None
-        if len(changed) == 1:
-            keys: tuple[str, ...] = tuple(changed) if changed[0] in position else ()
+        if len(changed) == 1:  # the usual case: no list to filter and sort
+            key = changed[0]
+            if key not in position:
+                return None
+            keys: tuple[str, ...] = (key,)
         else:
             keys = tuple(sorted([k for k in changed if k in position], key=position.__getitem__))
-        if not keys:
-            return None
+            if not keys:
+                return None
         pk = _identity(state, "update")
         d = _object_dict(state)
         version = NO_VALUE
@@ -891,7 +896,7 @@ class _Planner:
             version = _loaded(state, d, info.version_key, "the version check of its UPDATE")
         if overlay:
             d = {**d, **overlay}
-        values = tuple([d[k] for k in keys])
+        values = (d[keys[0]],) if len(keys) == 1 else tuple([d[k] for k in keys])
         expressions = False
         for value in values:
             if isinstance(value, ClauseElement):

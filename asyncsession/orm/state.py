@@ -141,10 +141,21 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
         identity_map: IdentityMap | None = None,
     ) -> None:
         # weakref.ref.__init__ only checks the arguments __new__ already took.
+        self._setup(
+            mapper,
+            None if key is None else (key[1][0] if len(key[1]) == 1 else key[1]),
+            session,
+            identity_map,
+        )
+
+    def _setup(
+        self, mapper: Mapper, ident: Any, session: Any, identity_map: IdentityMap | None
+    ) -> None:
+        """Every slot's first value (for the constructor and :func:`make_state`)."""
         self.mapper = mapper
         # The identity: the primary key value (one column) or tuple (several), or
         # None before the object has a row. ``key`` is built from it on demand.
-        self._ident: Any = None if key is None else (key[1][0] if len(key[1]) == 1 else key[1])
+        self._ident: Any = ident
         self.session: Any = session
         self.identity_map: IdentityMap | None = identity_map
         self.committed_state: dict[str, Any] | None = None
@@ -396,6 +407,25 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
         return f"<InstanceState {self.mapper.class_.__name__} {flag} key={self.identity}>"
 
 
+_new_ref = weakref.ref.__new__
+
+
+def make_state(
+    obj: Any,
+    mapper: Mapper,
+    ident: Any = None,
+    session: Any = None,
+    identity_map: IdentityMap | None = None,
+) -> InstanceState:
+    """``InstanceState(obj, mapper, ...)`` with the identity ``ident`` (the key's primary
+    key value, or tuple for several columns), made without going through the
+    constructor's ``__new__`` and ``__init__``: half the cost, for the hot paths that
+    make one state per object (loading rows, constructing objects)."""
+    state: InstanceState = _new_ref(InstanceState, obj, _object_gone)
+    state._setup(mapper, ident, session, identity_map)
+    return state
+
+
 class AttributeState:
     """``inspect(obj).attrs.name``: one attribute's value, history and load status."""
 
@@ -468,7 +498,7 @@ def new_state(obj: Any) -> InstanceState:
     mapper = getattr(type(obj), "__mapper__", None)
     if mapper is None:
         raise exc.ArgumentError(f"{type(obj).__name__!r} is not a mapped class")
-    state = InstanceState(obj, mapper)
+    state = make_state(obj, mapper)
     obj.__dict__[STATE_KEY] = state
     return state
 

@@ -242,7 +242,7 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
 
     @property
     def dict(self) -> dict[str, Any]:
-        obj = self.obj_ref()
+        obj = self()
         return obj.__dict__ if obj is not None else {}
 
     @property
@@ -277,7 +277,7 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
             committed[key] = old
         if not self.modified:
             self.modified = True
-            self._strong = self.obj_ref()
+            self._strong = self()
             if self.identity_map is not None:
                 self.identity_map.modified.add(self)
                 # As SQLAlchemy: changing a persistent object autobegins (no IO),

@@ -533,7 +533,7 @@ def _describe(state: InstanceState) -> str:
 
 
 def _object_dict(state: InstanceState) -> dict[str, Any]:
-    obj = state.obj_ref()
+    obj = state()
     if obj is None:
         raise exc.InvalidRequestError(
             f"Can't flush {_describe(state)}: the object was garbage collected"
@@ -655,13 +655,18 @@ class _Planner:
         tables: list[Table] = []
         by_table: dict[Table, tuple[list[_Row], list[_Row], list[_Row]]] = {}
         for kind, rows in enumerate((pending, changed, removed)):
+            last: Table | None = None
+            kind_rows: list[_Row] = []
             for row in rows:
                 table = row.info.table
-                lists = by_table.get(table)
-                if lists is None:
-                    lists = by_table[table] = ([], [], [])
-                    tables.append(table)
-                lists[kind].append(row)
+                if table is not last:  # rows of one table usually come together
+                    lists = by_table.get(table)
+                    if lists is None:
+                        lists = by_table[table] = ([], [], [])
+                        tables.append(table)
+                    last = table
+                    kind_rows = lists[kind]
+                kind_rows.append(row)
         edges = [
             (fk.target, table)
             for table in tables
@@ -866,7 +871,7 @@ class _Planner:
         return _Row(index, state, info, d, tuple(keys), tuple(values), expressions)
 
     def _dirty_row(self, state: InstanceState) -> _Row | None:
-        info = self._info(state.mapper)
+        info = self.infos.get(state.mapper) or self._info(state.mapper)
         position = info.position
         changed = state.changed_keys()
         overlay = self.overlay.get(state) if self.overlay else None
@@ -896,14 +901,16 @@ class _Planner:
             version = _loaded(state, d, info.version_key, "the version check of its UPDATE")
         if overlay:
             d = {**d, **overlay}
-        values = (d[keys[0]],) if len(keys) == 1 else tuple([d[k] for k in keys])
-        expressions = False
-        for value in values:
-            if isinstance(value, ClauseElement):
-                expressions = True
-        self.states.append(state)
-        index = len(self.states) - 1
-        return _Row(index, state, info, d, keys, values, expressions, pk, version)
+        if len(keys) == 1:
+            value = d[keys[0]]
+            values: tuple[Any, ...] = (value,)
+            expressions = isinstance(value, ClauseElement)
+        else:
+            values = tuple([d[k] for k in keys])
+            expressions = any(isinstance(v, ClauseElement) for v in values)
+        states = self.states
+        states.append(state)
+        return _Row(len(states) - 1, state, info, d, keys, values, expressions, pk, version)
 
     def _deleted_row(self, state: InstanceState) -> _Row:
         info = self._info(state.mapper)
@@ -1343,7 +1350,9 @@ class _Execution:
         self.write(step.states, generated, made)
         if step.returning:
             self.write(
-                step.states, step.returning, self._match_inserted(step, info, result.all(), made)
+                step.states,
+                step.returning,
+                self._match_inserted(step, info, result.raw_values(), made),
             )
         if step.expired:
             self.expire.append((step.states, step.expired))
@@ -1352,9 +1361,9 @@ class _Execution:
         self,
         step: InsertBatch,
         info: _MapperInfo,
-        returned: list[Any],
+        returned: Sequence[Sequence[Any]],
         made: list[tuple[Any, ...]],
-    ) -> list[Any]:
+    ) -> Sequence[Sequence[Any]]:
         """The returned rows in the order of ``step.rows`` (see the module docstring)."""
         n = len(step.rows)
         if len(returned) != n:
@@ -1433,7 +1442,7 @@ class _Execution:
                 ]
             result = await self.conn.execute(template, params if len(params) > 1 else params[0])
         self.write(step.states, extra_keys, extras)
-        returned = result.all()
+        returned = result.raw_values()
         if len(step.returning) > len(info.pk_keys):
             self.write(
                 step.states,
@@ -1471,7 +1480,7 @@ class _Execution:
         info: _MapperInfo,
         set_keys: tuple[str, ...],
         new_values: list[tuple[Any, ...]],
-        returned: list[Any],
+        returned: Sequence[Sequence[Any]],
     ) -> list[Any]:
         """The returned rows, without their key columns, in the order of ``step.states``."""
         n = len(step.states)
@@ -1511,7 +1520,7 @@ class _Execution:
             dict(zip(names, (*row, *pk), strict=True)) for row, pk in zip(values, pks, strict=True)
         ]
         result = await self.conn.execute(template, params if len(params) > 1 else params[0])
-        _check_updated(info, len(params), len(result.all()))
+        _check_updated(info, len(params), len(result.raw_values()))
         self.write(step.states, step.keys, values)
 
     async def association(self, step: AssociationInsert | AssociationDelete) -> None:
@@ -1560,7 +1569,7 @@ class _Execution:
             params = [dict(zip(names, pk, strict=True)) for pk in step.pks]
         result = await self.conn.execute(template, params if n > 1 else params[0])
         if step.check_version:
-            matched = len(result.all())
+            matched = len(result.raw_values())
             if matched != n:
                 raise exc.StaleDataError(
                     f"DELETE statement on table {info.table.fullname!r} expected to delete "
@@ -1574,7 +1583,7 @@ class _Execution:
     def apply(self) -> FlushOutcome:
         """Write every collected value into the objects; nothing in here awaits."""
         states = self.plan.states
-        dicts = [state.obj_ref().__dict__ for state in states]
+        dicts = [state().__dict__ for state in states]
         if self.plan.assignments:
             resolve = self.resolve if self.known is not None else None
             for index, keys, assigned in self.plan.assignments:
@@ -1777,7 +1786,7 @@ async def execute_flush(plan: FlushPlan, conn: AsyncConnection) -> FlushOutcome:
     states.
     """
     # Hold the objects for the duration: states only reference them weakly.
-    objects = [state.obj_ref() for state in plan.states]
+    objects = [state() for state in plan.states]
     if any(obj is None for obj in objects):
         raise exc.InvalidRequestError(
             "Can't execute this flush plan: one of its objects was garbage collected"

@@ -309,7 +309,7 @@ class AsyncSession:
             # As SQLAlchemy: attaching an object autobegins (no IO yet), so a
             # rollback() before any IO still expunges what was added.
             self._begin("autobegin")
-        if state.key is None:
+        if state._ident is None:  # no identity key (state.key is None)
             state.session = self
             self._new[state] = obj
             if self._transaction is not None:
@@ -895,8 +895,7 @@ class AsyncSession:
         for change in outcome.key_changes:
             txn.key_switches.setdefault(change.state, change.old_key)
             self.identity_map.replace_key(change.state, change.new_key)
-        for state in outcome.updated:
-            txn.dirty.add(state)
+        txn.dirty.update(outcome.updated)
         for state in outcome.deleted:
             self._deleted.pop(state, None)
             self.identity_map.remove(state)

@@ -42,7 +42,8 @@ has ``eager_defaults`` (the default); otherwise only the primary key comes
 back and the rest is left expired. Attributes holding a SQL expression are
 inserted as that expression and fetched back, one row per statement. Rows go
 in multi-row ``INSERT ... VALUES (...), (...)`` statements of at most
-``dialect.max_bind_params`` parameters and :data:`MAX_INSERT_ROWS` rows. The
+``dialect.max_bind_params`` parameters (``dialect.insert_batch_params`` when
+the driver wants smaller statements) and :data:`MAX_INSERT_ROWS` rows. The
 executor builds one statement per shape (mapper, columns, row count,
 RETURNING) with named parameters and keeps it, so the dialect's compiled
 cache serves every later batch of that shape.
@@ -323,9 +324,9 @@ class FlushOutcome:
     key_changes: tuple[KeyChange, ...]
 
 
-# Rows per multi-row INSERT at most (fewer when max_bind_params says so). Past a few
-# hundred rows PostgreSQL gets slower per row (measured: 10k rows took 37 ms in
-# batches of 500, 97 ms in batches of 1,000); SQLite does not care.
+# Rows per multi-row INSERT at most (fewer when the dialect's parameter limits say
+# so). On PostgreSQL what makes long statements slow is their size: asyncpg does not
+# keep prepared statements over 15 KB of SQL (see PGDialect.insert_batch_params).
 MAX_INSERT_ROWS = 500
 
 
@@ -595,6 +596,7 @@ class _Planner:
         "deps",
         "index_of",
         "infos",
+        "insert_params",
         "max_params",
         "overlay",
         "refs",
@@ -605,6 +607,8 @@ class _Planner:
 
     def __init__(self, dialect: Dialect, deps: Dependencies | None = None) -> None:
         self.max_params = max(1, int(dialect.max_bind_params))
+        budget = dialect.insert_batch_params
+        self.insert_params = min(self.max_params, budget) if budget else self.max_params
         self.states: list[InstanceState] = []
         self.shapes: dict[tuple[Any, ...], _InsertShape] = {}
         self.infos: dict[Mapper, _MapperInfo] = {}
@@ -1117,7 +1121,7 @@ class _Planner:
         if match is Match.SINGLE_ROW or per_row == 0:
             size = 1
         else:
-            size = max(1, min(MAX_INSERT_ROWS, self.max_params // per_row))
+            size = max(1, min(MAX_INSERT_ROWS, self.insert_params // per_row))
         steps: list[Step] = []
         for start in range(0, len(run), size):
             chunk = run[start : start + size]

@@ -1251,6 +1251,9 @@ class Dialect:
     name = "default"
     compiler_class: type[SQLCompiler] = SQLCompiler
     max_bind_params = 32766
+    #: Parameters per multi-row INSERT of a flush at most, for a driver that works
+    #: better below some statement size; None: only ``max_bind_params`` counts.
+    insert_batch_params: int | None = None
     supports_returning = True
     #: PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK PREPARED (two-phase commit).
     supports_two_phase = False

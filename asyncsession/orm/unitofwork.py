@@ -1131,8 +1131,8 @@ class _Planner:
                 InsertBatch(
                     mapper=info.mapper,
                     keys=first.keys,
-                    states=tuple(row.index for row in chunk),
-                    rows=tuple(row.values for row in chunk),
+                    states=tuple([row.index for row in chunk]),
+                    rows=tuple([row.values for row in chunk]),
                     generated=generated,
                     returning=returning,
                     expired=expired,
@@ -1183,10 +1183,10 @@ class _Planner:
         return UpdateGroup(
             mapper=info.mapper,
             keys=keys,
-            states=tuple(row.index for row in rows),
-            values=tuple(row.values for row in rows),
-            pks=tuple(row.pk for row in rows),
-            versions=tuple(row.version for row in rows) if check else (),
+            states=tuple([row.index for row in rows]),
+            values=tuple([row.values for row in rows]),
+            pks=tuple([row.pk for row in rows]),
+            versions=tuple([row.version for row in rows]) if check else (),
             generated=generated,
             returning=returning,
             expired=tuple(k for k in server if k not in fetched),
@@ -1210,9 +1210,9 @@ class _Planner:
                 steps.append(
                     DeleteBatch(
                         mapper=info.mapper,
-                        states=tuple(row.index for row in chunk),
-                        pks=tuple(row.pk for row in chunk),
-                        versions=tuple(row.version for row in chunk) if check else (),
+                        states=tuple([row.index for row in chunk]),
+                        pks=tuple([row.pk for row in chunk]),
+                        versions=tuple([row.version for row in chunk]) if check else (),
                         check_version=check,
                     )
                 )

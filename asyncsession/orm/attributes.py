@@ -16,12 +16,19 @@ How this works:
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from asyncsession import exc
-from asyncsession.orm.state import NO_VALUE, STATE_KEY, implicit_loader, instance_state
+from asyncsession.orm.state import (
+    NO_VALUE,
+    STATE_KEY,
+    implicit_loader,
+    instance_state,
+    new_state,
+)
 from asyncsession.sql.elements import BindParameter, ClauseElement, ColumnElement, Hashable_
+from asyncsession.sql.types import TypeEngine
 
 if TYPE_CHECKING:
     from asyncsession.orm.mapper import ColumnProperty, Mapper
@@ -108,13 +115,28 @@ class QueryableAttribute(ColumnElement, Generic[_T]):
 class InstrumentedAttribute(QueryableAttribute[_T]):
     """The descriptor of a mapped column attribute."""
 
-    __slots__ = ("_validate",)
+    __slots__ = ("_accepts", "_validate")
 
     def __init__(
         self, class_: type, key: str, column: ColumnElement, prop: ColumnProperty, parent: Mapper
     ) -> None:
         super().__init__(class_, key, column, prop, parent)
-        self._validate = column.type.validate_bind_value
+        type_ = column.type
+        self._validate = type_.validate_bind_value
+        # The predicate validate_bind_value() is built on, when it is (one call fewer
+        # per assignment); a type that words its own validation is asked in full.
+        self._accepts: Callable[[Any], bool] = (
+            type_._accepts
+            if type(type_).validate_bind_value is TypeEngine.validate_bind_value
+            else self._passes
+        )
+
+    def _passes(self, value: Any) -> bool:
+        try:
+            self._validate(value)
+        except TypeError:
+            return False
+        return True
 
     @overload
     def __get__(self, instance: None, owner: Any) -> InstrumentedAttribute[_T]: ...
@@ -140,19 +162,23 @@ class InstrumentedAttribute(QueryableAttribute[_T]):
             return loader(state, key)
         raise state.unloaded_error(key)
 
+    def _reject(self, value: Any) -> None:
+        """Raise ArgumentError for a value the column type can't bind (``_accepts`` said so)."""
+        try:
+            self._validate(value)
+        except TypeError as err:
+            raise exc.ArgumentError(
+                f"Can't set {self.class_.__name__}.{self.impl_key} to a value of type "
+                f"{type(value).__name__} ({value!r:.60}): {err}"
+            ) from None
+
     def __set__(self, instance: Any, value: Any) -> None:
-        if value is not None and not isinstance(value, ClauseElement):
-            try:
-                self._validate(value)
-            except TypeError as err:
-                raise exc.ArgumentError(
-                    f"Can't set {self.class_.__name__}.{self.impl_key} to a value of type "
-                    f"{type(value).__name__} ({value!r:.60}): {err}"
-                ) from None
+        if value is not None and not isinstance(value, ClauseElement) and not self._accepts(value):
+            self._reject(value)
         d = instance.__dict__
         state = d.get(STATE_KEY)
         if state is None:
-            state = instance_state(instance)
+            state = new_state(instance)
         key = self.impl_key
         state.record_change(key, d.get(key, NO_VALUE))
         d[key] = value
@@ -225,6 +251,25 @@ def _reject_unknown(instance: Any, kwargs: dict[str, Any]) -> None:
 
 def default_constructor(self: Any, **kwargs: Any) -> None:
     """The ``__init__`` of mapped classes that define none: sets mapped attributes by name."""
+    # Usually every keyword names a column attribute of the class itself (so none is
+    # unknown): do what their descriptors' __set__ does, looking the state up once.
+    own = type(self).__dict__
+    for key in kwargs:
+        if type(own.get(key)) is not InstrumentedAttribute:
+            break
+    else:
+        d = self.__dict__
+        state = d.get(STATE_KEY)
+        if state is None:
+            state = new_state(self)
+        for key, value in kwargs.items():
+            if value is not None and not isinstance(value, ClauseElement):
+                attr = own[key]
+                if not attr._accepts(value):
+                    attr._reject(value)
+            state.record_change(key, d.get(key, NO_VALUE))
+            d[key] = value
+        return
     _reject_unknown(self, kwargs)
     for key, value in kwargs.items():
         setattr(self, key, value)

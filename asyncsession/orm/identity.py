@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from asyncsession import exc
-from asyncsession.orm.state import InstanceState
+from asyncsession.orm.state import InstanceState, make_state
 
 
 def ident_of(key: tuple[Any, ...]) -> Any:
@@ -83,8 +83,7 @@ class IdentityMap:
         The loading hot path: ``states`` is ``states_of(mapper.class_)`` and the
         caller has checked that ``ident`` is free.
         """
-        state = InstanceState(obj, mapper, None, session, self)
-        state._ident = ident
+        state = make_state(obj, mapper, ident, session, self)
         states[ident] = state
         return state
 

@@ -304,7 +304,7 @@ class AsyncSession:
             # As SQLAlchemy: attaching an object autobegins (no IO yet), so a
             # rollback() before any IO still expunges what was added.
             self._begin("autobegin")
-        if state.key is None:
+        if state._ident is None:  # no identity key (state.key is None)
             state.session = self
             self._new[state] = obj
             if self._transaction is not None:
@@ -906,23 +906,26 @@ class AsyncSession:
     ) -> list[Any]:
         """Move the states after a successful flush; returns the inserted objects."""
         flushed = []
+        identity_map = self.identity_map
+        new_pop = self._new.pop
+        txn_inserted = txn.inserted
+        txn_pending_pop = txn.pending.pop
         for state in outcome.inserted:
-            flushed.append(self._new.pop(state, None))
-            key = state.key  # execute_flush() gave it its identity key
-            assert key is not None
+            flushed.append(new_pop(state, None))
+            ident = state._ident  # execute_flush() gave it its identity
+            assert ident is not None
             # The INSERT succeeded, so an object still mapped under this key has
             # no row (one left over from a rollback): as SQLAlchemy, it was deleted.
-            leftover = self.identity_map.get_state(key)
-            if leftover is not None and leftover is not state:
+            leftover = identity_map.states_of(state.mapper.class_).get(ident)
+            if leftover is not None and leftover is not state and leftover() is not None:
                 self._remove_newly_deleted(leftover, txn)
-            self.identity_map.add(state)
-            txn.inserted[state] = None
-            txn.pending.pop(state, None)
+            identity_map.add(state)
+            txn_inserted[state] = None
+            txn_pending_pop(state, None)
         for change in outcome.key_changes:
             txn.key_switches.setdefault(change.state, change.old_key)
             self.identity_map.replace_key(change.state, change.new_key)
-        for state in outcome.updated:
-            txn.dirty.add(state)
+        txn.dirty.update(outcome.updated)
         for state in outcome.deleted:
             self._deleted.pop(state, None)
             self.identity_map.remove(state)

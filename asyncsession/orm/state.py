@@ -140,11 +140,22 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
         session: Any = None,
         identity_map: IdentityMap | None = None,
     ) -> None:
-        super().__init__(obj, _object_gone)  # type: ignore[call-arg]
+        # weakref.ref.__init__ only checks the arguments __new__ already took.
+        self._setup(
+            mapper,
+            None if key is None else (key[1][0] if len(key[1]) == 1 else key[1]),
+            session,
+            identity_map,
+        )
+
+    def _setup(
+        self, mapper: Mapper, ident: Any, session: Any, identity_map: IdentityMap | None
+    ) -> None:
+        """Every slot's first value (for the constructor and :func:`make_state`)."""
         self.mapper = mapper
         # The identity: the primary key value (one column) or tuple (several), or
         # None before the object has a row. ``key`` is built from it on demand.
-        self._ident: Any = None if key is None else (key[1][0] if len(key[1]) == 1 else key[1])
+        self._ident: Any = ident
         self.session: Any = session
         self.identity_map: IdentityMap | None = identity_map
         self.committed_state: dict[str, Any] | None = None
@@ -231,7 +242,7 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
 
     @property
     def dict(self) -> dict[str, Any]:
-        obj = self.obj_ref()
+        obj = self()
         return obj.__dict__ if obj is not None else {}
 
     @property
@@ -266,7 +277,7 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
             committed[key] = old
         if not self.modified:
             self.modified = True
-            self._strong = self.obj_ref()
+            self._strong = self()
             if self.identity_map is not None:
                 self.identity_map.modified.add(self)
                 # As SQLAlchemy: changing a persistent object autobegins (no IO),
@@ -304,7 +315,8 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
         committed = self.committed_state
         if not committed:
             return []
-        d = self.dict
+        obj = self()
+        d = obj.__dict__ if obj is not None else {}
         out = []
         for key, original in committed.items():
             current = d.get(key, NO_VALUE)
@@ -312,7 +324,9 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
                 if key in self.mapper.relationship_keys:
                     out.append(key)  # a write-only collection's queued changes
                 continue
-            if original is NO_VALUE or values_differ(current, original):
+            if original is NO_VALUE or (
+                current is not original and values_differ(current, original)
+            ):
                 out.append(key)
         return out
 
@@ -393,6 +407,25 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
         return f"<InstanceState {self.mapper.class_.__name__} {flag} key={self.identity}>"
 
 
+_new_ref = weakref.ref.__new__
+
+
+def make_state(
+    obj: Any,
+    mapper: Mapper,
+    ident: Any = None,
+    session: Any = None,
+    identity_map: IdentityMap | None = None,
+) -> InstanceState:
+    """``InstanceState(obj, mapper, ...)`` with the identity ``ident`` (the key's primary
+    key value, or tuple for several columns), made without going through the
+    constructor's ``__new__`` and ``__init__``: half the cost, for the hot paths that
+    make one state per object (loading rows, constructing objects)."""
+    state: InstanceState = _new_ref(InstanceState, obj, _object_gone)
+    state._setup(mapper, ident, session, identity_map)
+    return state
+
+
 class AttributeState:
     """``inspect(obj).attrs.name``: one attribute's value, history and load status."""
 
@@ -456,10 +489,16 @@ def instance_state(obj: Any) -> InstanceState:
         raise exc.ArgumentError(
             f"{type(obj).__name__} objects have no __dict__; mapped classes can't use __slots__"
         ) from None
+    return new_state(obj)
+
+
+def new_state(obj: Any) -> InstanceState:
+    """Create the state of a mapped object that has none yet (its ``__dict__`` has no
+    ``STATE_KEY``): :func:`instance_state` without the look for an existing one."""
     mapper = getattr(type(obj), "__mapper__", None)
     if mapper is None:
         raise exc.ArgumentError(f"{type(obj).__name__!r} is not a mapped class")
-    state = InstanceState(obj, mapper)
+    state = make_state(obj, mapper)
     obj.__dict__[STATE_KEY] = state
     return state
 

@@ -42,7 +42,8 @@ has ``eager_defaults`` (the default); otherwise only the primary key comes
 back and the rest is left expired. Attributes holding a SQL expression are
 inserted as that expression and fetched back, one row per statement. Rows go
 in multi-row ``INSERT ... VALUES (...), (...)`` statements of at most
-``dialect.max_bind_params`` parameters and :data:`MAX_INSERT_ROWS` rows. The
+``dialect.max_bind_params`` parameters (``dialect.insert_batch_params`` when
+the driver wants smaller statements) and :data:`MAX_INSERT_ROWS` rows. The
 executor builds one statement per shape (mapper, columns, row count,
 RETURNING) with named parameters and keeps it, so the dialect's compiled
 cache serves every later batch of that shape.
@@ -323,9 +324,9 @@ class FlushOutcome:
     key_changes: tuple[KeyChange, ...]
 
 
-# Rows per multi-row INSERT at most (fewer when max_bind_params says so). Past a few
-# hundred rows PostgreSQL gets slower per row (measured: 10k rows took 37 ms in
-# batches of 500, 97 ms in batches of 1,000); SQLite does not care.
+# Rows per multi-row INSERT at most (fewer when the dialect's parameter limits say
+# so). On PostgreSQL what makes long statements slow is their size: asyncpg does not
+# keep prepared statements over 15 KB of SQL (see PGDialect.insert_batch_params).
 MAX_INSERT_ROWS = 500
 
 
@@ -536,7 +537,7 @@ def _describe(state: InstanceState) -> str:
 
 
 def _object_dict(state: InstanceState) -> dict[str, Any]:
-    obj = state.obj_ref()
+    obj = state()
     if obj is None:
         raise exc.InvalidRequestError(
             f"Can't flush {_describe(state)}: the object was garbage collected"
@@ -546,11 +547,13 @@ def _object_dict(state: InstanceState) -> dict[str, Any]:
 
 
 def _identity(state: InstanceState, what: str) -> tuple[Any, ...]:
-    if state.key is None:
+    """The primary key tuple of the identity key (``state.key[1]``), built directly."""
+    ident = state._ident
+    if ident is None:
         raise exc.InvalidRequestError(
             f"Can't {what} {_describe(state)}: it has no identity (it was never flushed)"
         )
-    pk: tuple[Any, ...] = state.key[1]
+    pk: tuple[Any, ...] = (ident,) if len(state.mapper.pk_keys) == 1 else ident
     return pk
 
 
@@ -596,6 +599,7 @@ class _Planner:
         "deps",
         "index_of",
         "infos",
+        "insert_params",
         "max_params",
         "overlay",
         "refs",
@@ -605,6 +609,8 @@ class _Planner:
 
     def __init__(self, dialect: Dialect, deps: Dependencies | None = None) -> None:
         self.max_params = max(1, int(dialect.max_bind_params))
+        budget = dialect.insert_batch_params
+        self.insert_params = min(self.max_params, budget) if budget else self.max_params
         self.states: list[InstanceState] = []
         self.infos: dict[Mapper, _MapperInfo] = {}
         self.deps = deps if deps else None
@@ -654,13 +660,18 @@ class _Planner:
         tables: list[Table] = []
         by_table: dict[Table, tuple[list[_Row], list[_Row], list[_Row]]] = {}
         for kind, rows in enumerate((pending, changed, removed)):
+            last: Table | None = None
+            kind_rows: list[_Row] = []
             for row in rows:
                 table = row.info.table
-                lists = by_table.get(table)
-                if lists is None:
-                    lists = by_table[table] = ([], [], [])
-                    tables.append(table)
-                lists[kind].append(row)
+                if table is not last:  # rows of one table usually come together
+                    lists = by_table.get(table)
+                    if lists is None:
+                        lists = by_table[table] = ([], [], [])
+                        tables.append(table)
+                    last = table
+                    kind_rows = lists[kind]
+                kind_rows.append(row)
         edges = [
             (fk.target, table)
             for table in tables
@@ -841,26 +852,19 @@ class _Planner:
     def _pending_row(self, state: InstanceState) -> _Row:
         info = self._info(state.mapper)
         d = _object_dict(state)
-        # Values relationships set win over the object's; no merged copy of the
-        # object's dict (this runs once per new object): ``row.dict`` stays the
-        # object's own, and the cyclic ordering merges where it needs to.
+        # Values relationships set win over the object's. ``row.dict`` stays the
+        # object's own (the cyclic ordering merges where it needs to); only an
+        # object with such values gets a merged copy to read from.
         overlay = self.overlay.get(state) if self.overlay else None
+        source = {**d, **overlay} if overlay else d
         none_keys = info.none_keys
         pk_keys = info.pk_keys
         keys: list[str] = []
         values: list[Any] = []
         expressions = False
         for key in info.keys:
-            if overlay and key in overlay:
-                value = overlay[key]
-                if value is None and key in pk_keys:
-                    continue
-                if isinstance(value, ClauseElement):
-                    expressions = True
-                keys.append(key)
-                values.append(value)
-            elif key in d:
-                value = d[key]
+            if key in source:
+                value = source[key]
                 if value is None and key in pk_keys:
                     continue  # as in SQLAlchemy: a None key is one to generate
                 if isinstance(value, ClauseElement):
@@ -875,7 +879,7 @@ class _Planner:
         return _Row(index, state, info, d, tuple(keys), tuple(values), expressions)
 
     def _dirty_row(self, state: InstanceState) -> _Row | None:
-        info = self._info(state.mapper)
+        info = self.infos.get(state.mapper) or self._info(state.mapper)
         position = info.position
         changed = state.changed_keys()
         overlay = self.overlay.get(state) if self.overlay else None
@@ -889,12 +893,15 @@ class _Planner:
             ]
             if not changed:
                 return None
-        if len(changed) == 1:
-            keys: tuple[str, ...] = tuple(changed) if changed[0] in position else ()
+        if len(changed) == 1:  # the usual case: no list to filter and sort
+            key = changed[0]
+            if key not in position:
+                return None
+            keys: tuple[str, ...] = (key,)
         else:
             keys = tuple(sorted([k for k in changed if k in position], key=position.__getitem__))
-        if not keys:
-            return None
+            if not keys:
+                return None
         pk = _identity(state, "update")
         d = _object_dict(state)
         version = NO_VALUE
@@ -902,14 +909,16 @@ class _Planner:
             version = _loaded(state, d, info.version_key, "the version check of its UPDATE")
         if overlay:
             d = {**d, **overlay}
-        values = tuple([d[k] for k in keys])
-        expressions = False
-        for value in values:
-            if isinstance(value, ClauseElement):
-                expressions = True
-        self.states.append(state)
-        index = len(self.states) - 1
-        return _Row(index, state, info, d, keys, values, expressions, pk, version)
+        if len(keys) == 1:
+            value = d[keys[0]]
+            values: tuple[Any, ...] = (value,)
+            expressions = isinstance(value, ClauseElement)
+        else:
+            values = tuple([d[k] for k in keys])
+            expressions = any(isinstance(v, ClauseElement) for v in values)
+        states = self.states
+        states.append(state)
+        return _Row(len(states) - 1, state, info, d, keys, values, expressions, pk, version)
 
     def _deleted_row(self, state: InstanceState) -> _Row:
         info = self._info(state.mapper)
@@ -1116,7 +1125,7 @@ class _Planner:
         if match is Match.SINGLE_ROW or per_row == 0:
             size = 1
         else:
-            size = max(1, min(MAX_INSERT_ROWS, self.max_params // per_row))
+            size = max(1, min(MAX_INSERT_ROWS, self.insert_params // per_row))
         steps: list[Step] = []
         for start in range(0, len(run), size):
             chunk = run[start : start + size]
@@ -1126,8 +1135,8 @@ class _Planner:
                 InsertBatch(
                     mapper=info.mapper,
                     keys=first.keys,
-                    states=tuple(row.index for row in chunk),
-                    rows=tuple(row.values for row in chunk),
+                    states=tuple([row.index for row in chunk]),
+                    rows=tuple([row.values for row in chunk]),
                     generated=generated,
                     returning=returning,
                     expired=expired,
@@ -1178,10 +1187,10 @@ class _Planner:
         return UpdateGroup(
             mapper=info.mapper,
             keys=keys,
-            states=tuple(row.index for row in rows),
-            values=tuple(row.values for row in rows),
-            pks=tuple(row.pk for row in rows),
-            versions=tuple(row.version for row in rows) if check else (),
+            states=tuple([row.index for row in rows]),
+            values=tuple([row.values for row in rows]),
+            pks=tuple([row.pk for row in rows]),
+            versions=tuple([row.version for row in rows]) if check else (),
             generated=generated,
             returning=returning,
             expired=tuple(k for k in server if k not in fetched),
@@ -1205,9 +1214,9 @@ class _Planner:
                 steps.append(
                     DeleteBatch(
                         mapper=info.mapper,
-                        states=tuple(row.index for row in chunk),
-                        pks=tuple(row.pk for row in chunk),
-                        versions=tuple(row.version for row in chunk) if check else (),
+                        states=tuple([row.index for row in chunk]),
+                        pks=tuple([row.pk for row in chunk]),
+                        versions=tuple([row.version for row in chunk]) if check else (),
                         check_version=check,
                     )
                 )
@@ -1325,7 +1334,11 @@ class _Execution:
             step = attrs.evolve(step, rows=self.resolve_rows(step.rows), refs=False)
         info = _info(step.mapper)
         generated = step.generated
-        made = [_generate(info, step.keys, row, generated) for row in step.rows]
+        made: list[tuple[Any, ...]] = (
+            [_generate(info, step.keys, row, generated) for row in step.rows]
+            if generated
+            else [()] * len(step.rows)  # no Python defaults: no call per row
+        )
         if step.expressions:
             values = zip(step.keys + generated, step.rows[0] + made[0], strict=True)
             statement = insert(info.table).values({info.columns[k]: v for k, v in values})
@@ -1349,7 +1362,9 @@ class _Execution:
         self.write(step.states, generated, made)
         if step.returning:
             self.write(
-                step.states, step.returning, self._match_inserted(step, info, result.all(), made)
+                step.states,
+                step.returning,
+                self._match_inserted(step, info, result.raw_values(), made),
             )
         if step.expired:
             self.expire.append((step.states, step.expired))
@@ -1358,9 +1373,9 @@ class _Execution:
         self,
         step: InsertBatch,
         info: _MapperInfo,
-        returned: list[Any],
+        returned: Sequence[Sequence[Any]],
         made: list[tuple[Any, ...]],
-    ) -> list[Any]:
+    ) -> Sequence[Sequence[Any]]:
         """The returned rows in the order of ``step.rows`` (see the module docstring)."""
         n = len(step.rows)
         if len(returned) != n:
@@ -1427,19 +1442,22 @@ class _Execution:
                 ("update", set_keys, step.check_version, step.returning),
                 lambda: _update_template(info, set_keys, step.check_version, step.returning),
             )
+            # One dict per row (an executemany). The names were made from the same
+            # keys as the values, so the lengths match: no strict zip per row (it
+            # costs a third of building these dicts).
             if step.check_version:
                 params = [
-                    dict(zip(names, (*values, *pk, version), strict=True))
+                    dict(zip(names, values + pk + (version,)))  # noqa: B905
                     for values, pk, version in zip(new_values, step.pks, step.versions, strict=True)
                 ]
             else:
                 params = [
-                    dict(zip(names, (*values, *pk), strict=True))
+                    dict(zip(names, values + pk))  # noqa: B905
                     for values, pk in zip(new_values, step.pks, strict=True)
                 ]
             result = await self.conn.execute(template, params if len(params) > 1 else params[0])
         self.write(step.states, extra_keys, extras)
-        returned = result.all()
+        returned = result.raw_values()
         if len(step.returning) > len(info.pk_keys):
             self.write(
                 step.states,
@@ -1477,7 +1495,7 @@ class _Execution:
         info: _MapperInfo,
         set_keys: tuple[str, ...],
         new_values: list[tuple[Any, ...]],
-        returned: list[Any],
+        returned: Sequence[Sequence[Any]],
     ) -> list[Any]:
         """The returned rows, without their key columns, in the order of ``step.states``."""
         n = len(step.states)
@@ -1517,7 +1535,7 @@ class _Execution:
             dict(zip(names, (*row, *pk), strict=True)) for row, pk in zip(values, pks, strict=True)
         ]
         result = await self.conn.execute(template, params if len(params) > 1 else params[0])
-        _check_updated(info, len(params), len(result.all()))
+        _check_updated(info, len(params), len(result.raw_values()))
         self.write(step.states, step.keys, values)
 
     async def association(self, step: AssociationInsert | AssociationDelete) -> None:
@@ -1566,7 +1584,7 @@ class _Execution:
             params = [dict(zip(names, pk, strict=True)) for pk in step.pks]
         result = await self.conn.execute(template, params if n > 1 else params[0])
         if step.check_version:
-            matched = len(result.all())
+            matched = len(result.raw_values())
             if matched != n:
                 raise exc.StaleDataError(
                     f"DELETE statement on table {info.table.fullname!r} expected to delete "
@@ -1580,7 +1598,7 @@ class _Execution:
     def apply(self) -> FlushOutcome:
         """Write every collected value into the objects; nothing in here awaits."""
         states = self.plan.states
-        dicts = [state.obj_ref().__dict__ for state in states]
+        dicts = [state().__dict__ for state in states]
         if self.plan.assignments:
             resolve = self.resolve if self.known is not None else None
             for index, keys, assigned in self.plan.assignments:
@@ -1588,8 +1606,13 @@ class _Execution:
                     assigned = tuple([resolve(v) if type(v) is Ref else v for v in assigned])
                 dicts[index].update(zip(keys, assigned, strict=True))
         for indexes, keys, rows in self.writes:
-            for index, values in zip(indexes, rows, strict=True):
-                dicts[index].update(zip(keys, values, strict=True))
+            if len(keys) == 1:  # a generated key, typically: no zip per row
+                key = keys[0]
+                for index, (value,) in zip(indexes, rows, strict=True):
+                    dicts[index][key] = value
+            else:
+                for index, values in zip(indexes, rows, strict=True):
+                    dicts[index].update(zip(keys, values, strict=True))
         inserted: list[InstanceState] = []
         updated: list[InstanceState] = []
         deleted: list[InstanceState] = []
@@ -1604,6 +1627,10 @@ class _Execution:
             mapper = step.mapper
             if isinstance(step, InsertBatch):
                 keys = step.keys
+                # The identity from the object's primary key values (as
+                # ``mapper.identity_key_from_instance``), without the key tuple.
+                pk_keys = mapper.pk_keys
+                pk_key = pk_keys[0] if len(pk_keys) == 1 else None
                 for index in step.states:
                     state = states[index]
                     d = dicts[index]
@@ -1611,7 +1638,9 @@ class _Execution:
                         if key not in d:
                             d[key] = None
                     state.commit_all()
-                    state.key = mapper.identity_key_from_instance(state.obj_ref())
+                    state._ident = (
+                        d.get(pk_key) if pk_key is not None else tuple([d.get(k) for k in pk_keys])
+                    )
                     inserted.append(state)
                 continue
             pk_changed = any(k in step.keys for k in mapper.pk_keys)
@@ -1643,8 +1672,6 @@ def _generate(
     info: _MapperInfo, keys: tuple[str, ...], row: tuple[Any, ...], generated: tuple[str, ...]
 ) -> tuple[Any, ...]:
     """The values of Python-side INSERT defaults (and the first version) for one row."""
-    if not generated:
-        return ()
     out: list[Any] = []
     context: dict[str, Any] | None = None
     for key in generated:
@@ -1777,7 +1804,7 @@ async def execute_flush(plan: FlushPlan, conn: AsyncConnection) -> FlushOutcome:
     states.
     """
     # Hold the objects for the duration: states only reference them weakly.
-    objects = [state.obj_ref() for state in plan.states]
+    objects = [state() for state in plan.states]
     if any(obj is None for obj in objects):
         raise exc.InvalidRequestError(
             "Can't execute this flush plan: one of its objects was garbage collected"

@@ -150,6 +150,9 @@ class Compiled:
     # One slot for the engine to keep what it derives from this statement once (its
     # result metadata): the sql layer never reads it.
     engine_memo: list[Any] = attrs.field(init=False)
+    # When every slot takes an execute-time parameter and none has a processor (the
+    # flush's statements): (key, accepts, slot) per slot, for the fast path.
+    _param_plan: tuple[tuple[str, Any, _Slot], ...] | None = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         plan = tuple(
@@ -164,6 +167,13 @@ class Compiled:
             returns = False
         object.__setattr__(self, "driver_returns_rows", returns)
         object.__setattr__(self, "engine_memo", [None])
+        simple = all(
+            kind in (_NAMED, _PARAM) and processor is None for kind, _, _, processor, _, _ in plan
+        )
+        param_plan = (
+            tuple((key, accepts, slot) for _, _, key, _, accepts, slot in plan) if simple else None
+        )
+        object.__setattr__(self, "_param_plan", param_plan)
 
     def construct_params(
         self, extracted: Sequence[BindParameter], params: Mapping[str, Any] | None = None
@@ -182,6 +192,22 @@ class Compiled:
                 f"it takes {', '.join(map(repr, sorted(self.known_keys))) or 'no parameters'}"
                 f" [SQL: {self.sql}]"
             )
+        param_plan = self._param_plan
+        if param_plan is not None:
+            # Every slot a parameter without processing: when each is given (the
+            # usual case), only the type checks remain; else the general path below.
+            values: list[Any] = []
+            add = values.append
+            for key, accepts, slot in param_plan:
+                try:
+                    value = params[key]
+                except KeyError:
+                    break
+                if accepts is not None and value is not None and not accepts(value):
+                    self._validate(slot, value)
+                add(value)
+            else:
+                return values
         out: list[Any] = []
         append = out.append
         for kind, index, key, processor, accepts, slot in self._plan:
@@ -1237,6 +1263,9 @@ class Dialect:
     name = "default"
     compiler_class: type[SQLCompiler] = SQLCompiler
     max_bind_params = 32766
+    #: Parameters per multi-row INSERT of a flush at most, for a driver that works
+    #: better below some statement size; None: only ``max_bind_params`` counts.
+    insert_batch_params: int | None = None
     supports_returning = True
     #: PREPARE TRANSACTION / COMMIT PREPARED / ROLLBACK PREPARED (two-phase commit).
     supports_two_phase = False

@@ -36,7 +36,13 @@ from asyncsession.orm.decl import (
     synonym,
 )
 from asyncsession.orm.identity import IdentityMap
-from asyncsession.orm.state import NO_VALUE, implicit_loader, instance_state
+from asyncsession.orm.state import (
+    NO_VALUE,
+    InstanceState,
+    implicit_loader,
+    instance_state,
+    make_state,
+)
 from asyncsession.sql import types as sqltypes
 from asyncsession.sql.ddl import CreateTable
 from asyncsession.sql.dialects.postgresql import PGDialect
@@ -274,6 +280,48 @@ def test_assigning_a_value_the_type_cannot_bind_fails_at_once() -> None:
     assert user.id is None
     assert inspect(user).attrs.id.history.empty()
     user.id = User.id + 1  # type: ignore[assignment]  # SQL expressions are allowed
+
+
+def test_constructor_records_the_same_state_whichever_path_it_takes() -> None:
+    # Keywords that all name column attributes of the class take a fast path; any
+    # other (a synonym here) goes through setattr(). Both leave the same state.
+    Base = make_base()
+
+    class User(Base):
+        __tablename__ = "users"
+        id: Mapped[int] = mapped_column(primary_key=True)
+        name: Mapped[str | None]
+        nick = synonym("name")
+
+    for user in (User(id=1, name="ann"), User(id=1, nick="ann")):
+        state = instance_state(user)
+        assert state.transient
+        assert state.modified
+        assert state.committed_state == {"id": NO_VALUE, "name": NO_VALUE}
+        assert inspect(user).attrs.name.history == (("ann",), (), ())
+        assert (user.id, user.name) == (1, "ann")
+    assert instance_state(User(name=None)).committed_state == {"name": NO_VALUE}
+    with pytest.raises(ArgumentError, match=r"Can't set User\.id to a value of type str"):
+        User(id="seven", name="ann")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="'nope' is an invalid keyword argument for User"):
+        User(id=1, nope=2)
+
+
+def test_make_state_sets_every_slot_as_the_constructor_does() -> None:
+    Base = make_base()
+
+    class User(Base):
+        __tablename__ = "users"
+        id: Mapped[int] = mapped_column(primary_key=True)
+
+    a, b = User.__new__(User), User.__new__(User)
+    identity_map = IdentityMap()
+    built = InstanceState(a, inspect(User), (User, (5,), None), "session", identity_map)
+    made = make_state(b, inspect(User), 5, "session", identity_map)
+    for slot in InstanceState.__slots__:
+        assert getattr(made, slot) == getattr(built, slot), slot
+    assert (built(), made()) == (a, b)
+    assert made.key == built.key == (User, (5,), None)
 
 
 def test_history_and_commit() -> None:

@@ -19,9 +19,12 @@ from asyncsession.orm.unitofwork import (
     InsertBatch,
     Match,
     UpdateGroup,
+    _info,
+    _insert_template,
     plan_flush,
 )
 from asyncsession.sql import Column, ForeignKeyConstraint, Integer, Table
+from asyncsession.sql.dialects.postgresql import PGDialect
 from asyncsession.sql.dialects.sqlite import SQLiteDialect
 from tests.strategies import flush_graphs
 
@@ -353,6 +356,21 @@ def test_batches_stop_at_max_insert_rows() -> None:
     users = [User(id=i, name="x", note="y", status="s", score=1) for i in range(1200)]
     plan = plan_flush(states(*users), [], [], DIALECT)
     assert [len(s.rows) for s in plan.inserts] == [MAX_INSERT_ROWS, MAX_INSERT_ROWS, 200]
+
+
+def test_postgresql_insert_batches_stay_small_enough_for_asyncpg_to_keep() -> None:
+    # asyncpg prepares a statement over 15 KB of SQL again at every execution.
+    dialect = PGDialect()
+    users = [User(name="x", note="y") for _ in range(1200)]
+    plan = plan_flush(states(*users), [], [], dialect)
+    step = plan.inserts[0]
+    per_row = len(step.keys) + len(step.generated)
+    assert len(step.rows) == dialect.insert_batch_params // per_row < MAX_INSERT_ROWS
+    template, names = _insert_template(
+        _info(User.__mapper__), step.keys + step.generated, len(step.rows), step.returning
+    )
+    compiled, _ = dialect.compile(template, list(names))
+    assert len(compiled.sql) <= 15 * 1024
 
 
 def test_pending_without_a_key_and_nothing_to_generate_it() -> None:

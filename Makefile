@@ -20,7 +20,7 @@ export PIP_NO_INPUT := 1
 help:
 	@echo "make demo    run examples/demo.py"
 	@echo "make test    run the test suite (extra pytest arguments: PYTEST_ARGS='-k name')"
-	@echo "make bench   run the benchmarks (name filter: BENCH_ARGS=insert; repeats: BENCH_REPEAT=N)"
+	@echo "make bench   run the benchmarks (name filter: BENCH_ARGS=insert; runs: BENCH_REPEAT=N, in BENCH_ROUNDS=N turns)"
 	@echo "make lint    ruff check, ruff format --check, mypy"
 	@echo "make docs    build the documentation into site/ (strict)"
 	@echo "make clean   remove caches and build output (keeps .venv)"

@@ -18,6 +18,11 @@ How it works:
   contender): otherwise a full collection of garbage left by the untimed reset
   or an earlier run lands at random inside some timed runs.
 - The reported time is the best of the timed runs: noise only adds time.
+- The contenders take turns: ``make bench`` runs each one's lifecycle in
+  ``$BENCH_ROUNDS`` rounds (default 3), A B C A B C ..., with the timed runs
+  split between the rounds. A slow phase of a shared machine then falls on
+  every contender instead of on the one that happened to run in it, which
+  moved single ratios by a quarter between identical runs.
 - ``Unavailable`` raised by any step (typically setup, "PostgreSQL is not
   reachable") reports the contender as skipped; any other exception reports it
   as failed, the other contenders still run, and the exit status is 1.
@@ -48,6 +53,8 @@ RATIOS = (("sqlalchemy", "asyncsession"), ("asyncsession", "raw"))
 WARMUP_RUNS = 1
 DEFAULT_REPEAT = 5
 REPEAT_ENV = "BENCH_REPEAT"
+DEFAULT_ROUNDS = 3
+ROUNDS_ENV = "BENCH_ROUNDS"
 MODULE_PREFIX = "bench_"
 
 Step = Callable[[Any], Any]
@@ -169,15 +176,34 @@ def measure(implementation: Implementation, repeat: int) -> Outcome:
 
 
 def run_workload(
-    workload: Workload, repeat: int, progress: Callable[[str], None] | None = None
+    workload: Workload,
+    repeat: int,
+    progress: Callable[[str], None] | None = None,
+    rounds: int = 1,
 ) -> WorkloadResult:
-    outcomes = {}
-    for contender in CONTENDERS:
-        implementation = workload.implementations.get(contender)
-        if implementation is not None:
+    """Measure every contender: ``rounds`` turns each, in contender order, each turn a
+    whole lifecycle with ``repeat`` timed runs. A contender skipped or failed in one
+    turn is reported so and not run again."""
+    samples: dict[str, list[float]] = {}
+    ended: dict[str, Outcome] = {}
+    for turn in range(rounds):
+        for contender in CONTENDERS:
+            implementation = workload.implementations.get(contender)
+            if implementation is None or contender in ended:
+                continue
             if progress:
-                progress(f"{workload.name}: {contender}")
-            outcomes[contender] = measure(implementation, repeat)
+                where = f" (round {turn + 1} of {rounds})" if rounds > 1 else ""
+                progress(f"{workload.name}: {contender}{where}")
+            outcome = measure(implementation, repeat)
+            if outcome.samples:
+                samples.setdefault(contender, []).extend(outcome.samples)
+            else:
+                ended[contender] = outcome
+    outcomes = {
+        contender: ended.get(contender) or Outcome(samples=tuple(samples[contender]))
+        for contender in CONTENDERS
+        if contender in ended or contender in samples
+    }
     return WorkloadResult(workload, outcomes)
 
 
@@ -201,9 +227,17 @@ def select(workloads: Iterable[Workload], filters: Sequence[str]) -> list[Worklo
 
 
 def repeat_from_env(environ: Mapping[str, str] = os.environ) -> int:
-    text = environ.get(REPEAT_ENV, str(DEFAULT_REPEAT))
+    return _positive(environ, REPEAT_ENV, DEFAULT_REPEAT)
+
+
+def rounds_from_env(environ: Mapping[str, str] = os.environ) -> int:
+    return _positive(environ, ROUNDS_ENV, DEFAULT_ROUNDS)
+
+
+def _positive(environ: Mapping[str, str], name: str, default: int) -> int:
+    text = environ.get(name, str(default))
     if not text.isdigit() or int(text) < 1:
-        raise ValueError(f"{REPEAT_ENV} must be a positive integer, not {text!r}")
+        raise ValueError(f"{name} must be a positive integer, not {text!r}")
     return int(text)
 
 
@@ -266,14 +300,17 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
         description=f"Run the benchmarks; best of ${REPEAT_ENV} runs (default "
-        f"{DEFAULT_REPEAT}) after {WARMUP_RUNS} warm-up.",
+        f"{DEFAULT_REPEAT}), split between ${ROUNDS_ENV} turns per contender (default "
+        f"{DEFAULT_ROUNDS}), each turn after {WARMUP_RUNS} warm-up.",
     )
     parser.add_argument("filters", nargs="*", help="run only workloads whose name contains one")
     args = parser.parse_args(argv)
     try:
         repeat = repeat_from_env()
+        rounds = min(rounds_from_env(), repeat)
     except ValueError as error:
         parser.error(str(error))
+    per_round = -(-repeat // rounds)  # ceiling: at least ``repeat`` runs in all
     workloads = select(discover(), args.filters)
     if not workloads:
         wanted = f" matching {args.filters}" if args.filters else ""
@@ -283,7 +320,7 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
     def progress(message: str) -> None:
         print(f"running {message}", file=sys.stderr, flush=True)
 
-    results = [run_workload(workload, repeat, progress) for workload in workloads]
+    results = [run_workload(workload, per_round, progress, rounds) for workload in workloads]
     for result in results:
         for contender, outcome in result.outcomes.items():
             if outcome.error is not None:
@@ -291,7 +328,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO = sys.stdout) -> int:
                     f"\n{contender} on {result.workload.name} failed:\n{outcome.error}",
                     file=sys.stderr,
                 )
-    print(f"best of {repeat} runs after {WARMUP_RUNS} warm-up\n", file=out)
+    runs = per_round * rounds
+    turns = f" in {rounds} turns per contender, each" if rounds > 1 else ""
+    print(f"best of {runs} runs{turns} after {WARMUP_RUNS} warm-up\n", file=out)
     print(format_table(results), file=out)
     failed = any(o.error is not None for r in results for o in r.outcomes.values())
     return 1 if failed else 0

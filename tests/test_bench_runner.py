@@ -62,6 +62,51 @@ def test_ratios_come_from_the_recorded_timings() -> None:
         assert row[contender] == _runner.format_seconds(best[contender])
 
 
+def test_rounds_take_turns_and_pool_their_samples() -> None:
+    turns: list[str] = []
+
+    def contender(name: str) -> Implementation:
+        def setup() -> None:
+            turns.append(name)
+
+        return Implementation(run=lambda _: busy(100), setup=setup)
+
+    def unreachable() -> None:
+        turns.append("sqlalchemy")
+        raise Unavailable("not here")
+
+    workload = Workload(
+        name="turns",
+        description="three rounds",
+        implementations={
+            "asyncsession": contender("asyncsession"),
+            "sqlalchemy": Implementation(run=busy, setup=unreachable),
+            "raw": contender("raw"),
+        },
+    )
+    result = _runner.run_workload(workload, 2, rounds=3)
+
+    # Turn by turn; a skipped contender is not tried again.
+    assert turns == ["asyncsession", "sqlalchemy", "raw", *["asyncsession", "raw"] * 2]
+    assert len(result.outcomes["asyncsession"].samples) == 6
+    assert len(result.outcomes["raw"].samples) == 6
+    assert result.outcomes["sqlalchemy"].skipped == "not here"
+    assert list(result.outcomes) == ["asyncsession", "sqlalchemy", "raw"]
+
+
+def test_main_splits_the_runs_between_rounds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_runner, "discover", lambda: [toy_workload()])
+    monkeypatch.setenv(_runner.REPEAT_ENV, "5")
+    monkeypatch.setenv(_runner.ROUNDS_ENV, "3")
+    out = io.StringIO()
+    assert _runner.main([], out) == 0
+    assert "best of 6 runs in 3 turns per contender" in out.getvalue()
+
+    monkeypatch.setenv(_runner.ROUNDS_ENV, "0")
+    with pytest.raises(SystemExit):
+        _runner.main([], io.StringIO())
+
+
 def test_lifecycle_of_sync_and_async_implementations() -> None:
     calls: list[str] = []
     loops: set[int] = set()

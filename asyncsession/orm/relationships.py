@@ -1307,8 +1307,7 @@ class RelationshipAttribute(Generic[_T]):
             owner = f"aliased({owner})"
         return f"<{owner}.{self.key}>"
 
-    def __hash__(self) -> int:
-        return id(self)
+    __hash__ = object.__hash__  # by identity (``==`` builds an expression)
 
     def _variant(self, **changes: Any) -> RelationshipAttribute[_T]:
         """A copy for queries with ``_parent_entity``/``_of_type``/``_on_criteria`` set."""

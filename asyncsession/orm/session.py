@@ -842,14 +842,20 @@ class AsyncSession:
         dispatch = self._dispatch
         if dispatch.has("before_flush"):
             await dispatch.fire("before_flush", self, None, objects)
-        only = None if objects is None else {id(instance_state(o)) for o in objects}
-        new = [s for s in self._new if only is None or id(s) in only]
-        deleted = [s for s in self._deleted if only is None or id(s) in only]
-        dirty = [
-            s
-            for s in list(self.identity_map.modified)
-            if s not in self._deleted and (only is None or id(s) in only)
-        ]
+        if objects is None:
+            new = list(self._new)
+            deleted = list(self._deleted)
+            modified = self.identity_map.modified
+            dirty = [s for s in modified if s not in self._deleted] if deleted else list(modified)
+        else:
+            only = {id(instance_state(o)) for o in objects}
+            new = [s for s in self._new if id(s) in only]
+            deleted = [s for s in self._deleted if id(s) in only]
+            dirty = [
+                s
+                for s in list(self.identity_map.modified)
+                if s not in self._deleted and id(s) in only
+            ]
         if not (new or deleted or dirty):
             return
         for state in new:
@@ -863,7 +869,7 @@ class AsyncSession:
                     "again, or expunge() the object."
                 )
         dependencies = None
-        if only is None and any(
+        if objects is None and any(
             s.mapper.relationships for group in (new, dirty, deleted) for s in group
         ):
             await self._prepare_flush()

@@ -637,6 +637,10 @@ class _Planner:
             taken = {id(old) for _, old in replaced.values()}
             deleted = [s for s in deleted if id(s) not in taken]
         pending = [self._pending_row(state) for state in new]
+        if pending and not (dirty or deleted or self.deps) and self._one_plain_table(pending):
+            # Only new rows, of one table that references no row of itself: the general
+            # path below would order nothing, so its work is skipped.
+            return FlushPlan(tuple(self.states), tuple(self._insert_steps(pending)))
         doomed = {id(state) for state in deleted}
         changed = []
         for replacement, old in replaced.values():
@@ -714,6 +718,15 @@ class _Planner:
                 switches=tuple(self.switches),
             )
         return self._with_dependencies(inserts, updates, deletes, pending, changed)
+
+    @staticmethod
+    def _one_plain_table(rows: list[_Row]) -> bool:
+        """True when all ``rows`` are of one table, and it has no foreign key to itself."""
+        info = rows[0].info
+        table = info.table
+        return all(row.info.table is table for row in rows) and not any(
+            fk.target is table for fk in info.foreign_keys
+        )
 
     def _with_dependencies(
         self,

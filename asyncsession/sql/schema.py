@@ -505,8 +505,8 @@ class Table(FromClause):
     def __repr__(self) -> str:
         return f"Table({self.fullname!r}, columns=[{', '.join(self._columns.keys())}])"
 
-    def __hash__(self) -> int:
-        return object.__hash__(self)
+    # By identity, as a C slot: tables key the flush planner's dicts and sets.
+    __hash__ = object.__hash__
 
 
 class TableClause(FromClause):

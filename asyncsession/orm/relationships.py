@@ -32,7 +32,7 @@ from __future__ import annotations
 import enum
 import typing
 import weakref
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from asyncsession import exc
@@ -821,13 +821,37 @@ class _Owned:
             )
         check_not_deleted(self._prop, self._owner, item)
 
+    def _check_new(self, item: Any) -> None:
+        """:meth:`_check`, for an item about to join (not already a member)."""
+        self._check(item)
+        if self._prop.single_parent:
+            check_single_parent(self._prop, item)
+
+    def _check_joining(self, items: Sequence[Any], checked: bool = False) -> None:
+        """Check items about to join, all before any of them does: on a single_parent
+        relationship, one item twice would give it two parents."""
+        for item in items:
+            if not checked:
+                self._check(item)
+            if self._prop.single_parent:
+                check_single_parent(self._prop, item)
+        if self._prop.single_parent and len({id(x) for x in items}) < len(items):
+            twice = next(x for i, x in enumerate(items) if any(y is x for y in items[:i]))
+            raise exc.InvalidRequestError(
+                f"Can't add {type(twice).__name__} object {twice!r:.60} to "
+                f"{self._prop.describe()} twice: {self._prop.describe()} has "
+                "single_parent=True, so each member has one parent"
+            )
+
     def _added(self, item: Any) -> None:
         owner = self._owner.obj_ref()
+        mark_parent(self._prop, item, True)
         backref_added(self._prop, owner, item)
         cascade_added(self._prop, self._owner, item)
 
     def _removed(self, item: Any) -> None:
         owner = self._owner.obj_ref()
+        mark_parent(self._prop, item, False)
         backref_removed(self._prop, owner, item)
         orphan_removed(self._prop, owner, item)
 
@@ -845,15 +869,14 @@ class InstrumentedList(list[_T], _Owned):
         self._prop = prop
 
     def append(self, item: _T) -> None:
-        self._check(item)
+        self._check_new(item)
         self._will_change()
         list.append(self, item)
         self._added(item)
 
     def extend(self, items: Iterable[_T]) -> None:
         items = list(items)
-        for item in items:
-            self._check(item)
+        self._check_joining(items)
         for item in items:
             self.append(item)
 
@@ -862,7 +885,7 @@ class InstrumentedList(list[_T], _Owned):
         return self
 
     def insert(self, index: Any, item: _T) -> None:
-        self._check(item)
+        self._check_new(item)
         self._will_change()
         list.insert(self, index, item)
         self._added(item)
@@ -895,10 +918,11 @@ class InstrumentedList(list[_T], _Owned):
 
     def __setitem__(self, index: Any, value: Any) -> None:
         new = list(value) if isinstance(index, slice) else [value]
+        old = self[index] if isinstance(index, slice) else [self[index]]
         for item in new:
             self._check(item)
+        self._check_joining([item for item in new if not _contains(old, item)], checked=True)
         self._will_change()
-        old = self[index] if isinstance(index, slice) else [self[index]]
         list.__setitem__(self, index, value if not isinstance(index, slice) else new)
         for item in old:
             if not _contains(self, item):
@@ -945,6 +969,7 @@ class InstrumentedSet(set[_T], _Owned):
         self._check(item)
         if item in self:
             return
+        self._check_new(item)
         self._will_change()
         set.add(self, item)
         self._added(item)
@@ -953,6 +978,7 @@ class InstrumentedSet(set[_T], _Owned):
         items = [x for other in others for x in other]
         for item in items:
             self._check(item)
+        self._check_joining([x for x in dict.fromkeys(items) if x not in self], checked=True)
         for item in items:
             self.add(item)
 
@@ -1048,6 +1074,8 @@ class KeyFuncDict(dict[Any, _T], _Owned):
         old = dict.get(self, key)
         if old is item:
             return
+        if self._prop.single_parent:
+            check_single_parent(self._prop, item)
         self._will_change()
         dict.__setitem__(self, key, item)
         if old is not None:
@@ -1188,13 +1216,16 @@ def backref_added(prop: RelationshipProperty[Any], owner: Any, item: Any) -> Non
             coll = d[back.key] = make_collection(istate, back)
         if not _contains(members(coll), owner):
             coll._append_quiet(owner)
+            mark_parent(back, owner, True)
         return
     old = d.get(back.key, NO_VALUE)
     if old is owner:
         return
     istate.record_change(back.key, old)
     d[back.key] = owner
+    mark_parent(back, owner, True)
     if old is not NO_VALUE and old is not None:
+        mark_parent(back, old, False)
         _forget(prop, old, item)
 
 
@@ -1207,6 +1238,8 @@ def backref_removed(prop: RelationshipProperty[Any], owner: Any, item: Any) -> N
     if back.uselist:
         coll = d.get(back.key)
         if coll is not None:
+            if back.single_parent and _contains(members(coll), owner):
+                mark_parent(back, owner, False)
             coll._remove_quiet(owner)
         if not prop.uselist:  # ``item`` lost ``owner`` by ``owner.<prop> = ...``
             orphan_removed(back, item, owner)
@@ -1215,6 +1248,7 @@ def backref_removed(prop: RelationshipProperty[Any], owner: Any, item: Any) -> N
     if current is owner:
         instance_state(item).record_change(back.key, owner)
         d[back.key] = None
+        mark_parent(back, owner, False)
     elif current is NO_VALUE and instance_state(item).key is not None:
         # Not loaded (expired): it pointed at ``owner``, whose loaded collection held
         # it, and points nowhere now (SQLAlchemy sets it the same way, without SQL).
@@ -1261,6 +1295,31 @@ def check_not_deleted(prop: RelationshipProperty[Any], owner: InstanceState, ite
             f"{prop.describe()}: it was deleted in a flush (its row is gone). Use a new "
             "object, or make_transient() it first."
         )
+
+
+def check_single_parent(prop: RelationshipProperty[Any], item: Any) -> None:
+    """Refuse a second parent along a ``single_parent`` relationship, as SQLAlchemy does.
+
+    Only what happened in memory counts: an object added to one parent through
+    ``prop`` (and not removed since) can't be added to another. Objects loaded
+    from the database carry no such record, in SQLAlchemy neither.
+    """
+    parents = instance_state(item).parents
+    if parents and parents.get(prop):
+        raise exc.InvalidRequestError(
+            f"Can't add {type(item).__name__} object {item!r:.60} to {prop.describe()}: it "
+            f"already belongs to another {prop.parent.class_.__name__} there, and "
+            f"{prop.describe()} has single_parent=True. Remove it from that one first."
+        )
+
+
+def mark_parent(prop: RelationshipProperty[Any], item: Any, has_parent: bool) -> None:
+    """Record that ``item`` joined (or left) a parent along ``prop``, if single_parent."""
+    if prop.single_parent and item is not None:
+        istate = instance_state(item)
+        if istate.parents is None:
+            istate.parents = {}
+        istate.parents[prop] = has_parent
 
 
 def cascade_added(prop: RelationshipProperty[Any], owner: InstanceState, item: Any) -> None:
@@ -1391,6 +1450,8 @@ class RelationshipAttribute(Generic[_T]):
         old = d.get(self.key, NO_VALUE)
         if old is value:
             return
+        if prop.single_parent and value is not None:
+            check_single_parent(prop, value)
         if old is NO_VALUE and state.key is not None and prop.direction is not MANYTOONE:
             raise exc.UnloadedAttributeError(
                 f"Can't replace {prop.describe()}: its current value is not loaded, and the "
@@ -1404,8 +1465,10 @@ class RelationshipAttribute(Generic[_T]):
             # collection, if loaded, must lose this object (SQLAlchemy does the same).
             old = resolve_many_to_one(state, prop)
         if old is not NO_VALUE and old is not None:
+            mark_parent(prop, old, False)
             backref_removed(prop, instance, old)
         if value is not None:
+            mark_parent(prop, value, True)
             backref_added(prop, instance, value)
             cascade_added(prop, state, value)
 
@@ -1426,6 +1489,16 @@ class RelationshipAttribute(Generic[_T]):
             check_not_deleted(prop, state, item)
         d = instance.__dict__
         old = d.get(self.key, NO_VALUE)
+        if prop.single_parent:
+            current = list(members(old))
+            joining = [item for item in items if not _contains(current, item)]
+            for item in joining:
+                check_single_parent(prop, item)
+            if len({id(x) for x in items}) < len(items):
+                raise exc.InvalidRequestError(
+                    f"Can't set {prop.describe()} to a collection holding a member twice: "
+                    "it has single_parent=True, so each member has one parent"
+                )
         if old is NO_VALUE and state.key is not None:
             raise exc.UnloadedAttributeError(
                 f"Can't replace {prop.describe()}: the collection is not loaded, and the flush "
@@ -1437,10 +1510,12 @@ class RelationshipAttribute(Generic[_T]):
         d[self.key] = make_collection(state, prop, items)
         for item in old_items:
             if not _contains(items, item):
+                mark_parent(prop, item, False)
                 backref_removed(prop, instance, item)
                 orphan_removed(prop, instance, item)
         for item in items:
             if not _contains(old_items, item):
+                mark_parent(prop, item, True)
                 backref_added(prop, instance, item)
                 cascade_added(prop, state, item)
 

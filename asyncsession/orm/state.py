@@ -118,6 +118,7 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
         "load_options",
         "mapper",
         "modified",
+        "parents",
         "session",
     )
 
@@ -164,6 +165,9 @@ class InstanceState(weakref.ref):  # type: ignore[type-arg]
         self._deleted = False
         self._strong: Any = None
         self.load_options: Any = None
+        # single_parent relationships this object was added to in memory (True) or
+        # removed from since (False): see relationships.check_single_parent().
+        self.parents: dict[Any, bool] | None = None
 
     @property
     def obj_ref(self) -> Callable[[], Any]:

@@ -1479,9 +1479,12 @@ class AsyncSession:
                 ]
                 attribute_names = [n for n in attribute_names if n not in mapper.relationships]
                 if not attribute_names:
-                    # Only relationships: load columns just when their keys are needed.
+                    # Only relationships: load columns just when their keys are needed
+                    # (a primary key is known from the identity), as SQLAlchemy.
                     needed = {k for p in relationships for k in p.local_keys}
-                    attribute_names = [k for k in needed if k not in state.dict]
+                    attribute_names = [
+                        k for k in needed if k not in state.dict and k not in mapper.pk_keys
+                    ]
                     if not attribute_names:
                         for prop in relationships:
                             await self._load_relationship(prop, [state], populate_existing=refresh)

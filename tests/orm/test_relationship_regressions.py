@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from asyncsession import AsyncSession, create_async_engine, inspect, select, text
+from asyncsession import AsyncSession, create_async_engine, event, inspect, select, text
 from asyncsession.engine import AsyncEngine
 from tests.orm.test_stateful_relationships import Base, Child, Node, Parent, Tag, parent_tag
 
@@ -267,3 +267,21 @@ async def test_removing_an_expired_child_clears_its_unloaded_parent(
     assert child.parent is None
     await session.commit()
     assert await child_rows(session) == []  # an orphan: deleted
+
+
+async def test_refreshing_a_collection_of_an_expired_object_loads_no_columns(
+    engine: AsyncEngine, session: AsyncSession
+) -> None:
+    # Found by the stateful test: refresh(node, ["children"]) loaded every expired
+    # column first (for the join's primary key, which the identity already gives),
+    # so a later read of node.parent needed no SQL here but did in SQLAlchemy.
+    node = Node(id=1, name="n")
+    session.add(node)
+    await session.commit()
+    session.expire(node)
+    statements: list[str] = []
+    event.listen(engine, "before_execute", lambda c, stmt, *rest: statements.append(str(stmt)))
+    await session.refresh(node, ["children"])
+    assert node.children == []
+    assert len(statements) == 1
+    assert "parent_id" not in node.__dict__

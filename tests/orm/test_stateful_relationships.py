@@ -696,11 +696,12 @@ class RelationshipMachine(RuleBasedStateMachine):
         pair = self.pick(data, kind, "persistent", label="object")
         if pair is None:
             return
-        if kind == "parent" and any(
+        if kind in ("parent", "node") and any(
             inspect(c).was_deleted for c in pair.ours.__dict__.get("children", ())
         ):
             # Not drawn: SQLAlchemy cascades the delete again to a child deleted in
-            # an earlier flush that the loaded collection still holds.
+            # an earlier flush that the loaded collection still holds (and warns that
+            # it is not in the session).
             return
         if self.relationship_changes(pair):
             # Not drawn: SQLAlchemy's flush cancels the deletion of an object just

@@ -419,6 +419,11 @@ class SessionMachine(RuleBasedStateMachine):
         self.next_child_id = 1
         # open SAVEPOINTs, innermost last: (our context, SQLAlchemy's transaction)
         self.savepoints: list[tuple[Any, Any]] = []
+        # Key changes (SQLAlchemy bugs, not drawn around; see change_child_key() and
+        # get()): pair index -> the savepoint depth of its first key change in this
+        # transaction, and every id a child was given.
+        self.key_change_depth: dict[int, int] = {}
+        self.switched_ids: set[int] = set()
         self.failed = False  # both sessions await rollback()
 
     def teardown(self) -> None:
@@ -680,10 +685,20 @@ class SessionMachine(RuleBasedStateMachine):
         """Give a loaded child a new primary key (an UPDATE of the key, once flushed)."""
         # SQLAlchemy loads the old key (and with it every expired attribute) when a
         # key is set; asyncsession never loads on assignment. Fully loaded children only.
+        # Not drawn: a second key change inside a savepoint nested in the one of the
+        # first. Releasing the inner savepoint, SQLAlchemy (2.0) merges its record of
+        # the old key over the outer one's, so rolling the outer one back restores
+        # the key in between rather than the original (asyncsession restores that).
+        depth = len(self.savepoints)
+        for index, first in list(self.key_change_depth.items()):
+            if first > depth:
+                self.key_change_depth[index] = depth  # its savepoint ended
         candidates = [
             p
             for p in self.where("pending", "persistent")
-            if p.kind == "child" and not inspect(p.ours).unloaded
+            if p.kind == "child"
+            and not inspect(p.ours).unloaded
+            and not (depth and self.key_change_depth.get(p.index, depth) < depth)
         ]
         if not candidates:
             return
@@ -695,6 +710,9 @@ class SessionMachine(RuleBasedStateMachine):
             lambda: setattr(pair.theirs, "id", new_id),
             awaited=False,
         )
+        if depth:
+            self.key_change_depth.setdefault(pair.index, depth)
+        self.switched_ids.add(new_id)
 
     @precondition(lambda self: self.can_work() and self.where("persistent"))
     @rule(data=st.data())
@@ -762,7 +780,11 @@ class SessionMachine(RuleBasedStateMachine):
     @precondition(can_work)
     @rule(kind=st.sampled_from(sorted(KINDS)), data=st.data())
     def get(self, kind: str, data: st.DataObject) -> None:
-        ident = data.draw(st.sampled_from([*self.ids(kind), MISSING_PARENT_ID]), "ident")
+        # Not drawn: get() of a key a child was given by a key change. SQLAlchemy (2.0)
+        # can fail an internal assertion there ("no columns were included in
+        # _only_load_props") when the object was refreshed before its key changed.
+        ids = [i for i in self.ids(kind) if kind != "child" or i not in self.switched_ids]
+        ident = data.draw(st.sampled_from([*ids, MISSING_PARENT_ID]), "ident")
         ours_cls, theirs_cls = KINDS[kind]
         mine, oracle = self.both(
             lambda: self.ours.get(ours_cls, ident), lambda: self.theirs.get(theirs_cls, ident)
@@ -816,6 +838,7 @@ class SessionMachine(RuleBasedStateMachine):
         mine, _ = self.both(self.ours.commit, self.oracle_commit)
         if mine.error is None:
             self.savepoints.clear()
+            self.key_change_depth.clear()
 
     def oracle_commit(self) -> None:
         """SQLAlchemy's commit(), then its documented outcome for deleted objects.
@@ -836,6 +859,7 @@ class SessionMachine(RuleBasedStateMachine):
     def rollback(self) -> None:
         self.both(self.ours.rollback, self.oracle_rollback)
         self.savepoints.clear()
+        self.key_change_depth.clear()
         self.failed = False
 
     def oracle_rollback(self, savepoint: Any = None, error: BaseException | None = None) -> None:

@@ -46,11 +46,19 @@ class _EventTarget(Protocol):
 class Dispatcher:
     """The listeners of one target for a fixed set of event names."""
 
-    __slots__ = ("_listeners", "names", "parent")
+    __slots__ = ("_listeners", "names", "parent", "sync_only")
 
-    def __init__(self, names: frozenset[str], parent: Dispatcher | None = None) -> None:
+    def __init__(
+        self,
+        names: frozenset[str],
+        parent: Dispatcher | None = None,
+        sync_only: frozenset[str] = frozenset(),
+    ) -> None:
         self.names = names
         self.parent = parent
+        # Events fired from plain (non-async) code, with fire_sync(): their listeners
+        # must be plain functions.
+        self.sync_only = sync_only
         self._listeners: dict[str, list[Callable[..., Any]]] = {}
 
     def _check(self, identifier: str) -> None:
@@ -61,6 +69,12 @@ class Dispatcher:
 
     def add(self, identifier: str, fn: Callable[..., Any]) -> None:
         self._check(identifier)
+        if identifier in self.sync_only and inspect.iscoroutinefunction(fn):
+            raise exc.ArgumentError(
+                f"{identifier!r} fires in plain (non-async) code, such as session.add() "
+                f"beginning a transaction: its listeners must be plain functions, and "
+                f"{getattr(fn, '__qualname__', fn)!r} is a coroutine function"
+            )
         self._listeners.setdefault(identifier, []).append(fn)
 
     def remove(self, identifier: str, fn: Callable[..., Any]) -> None:
@@ -88,6 +102,18 @@ class Dispatcher:
         return identifier in self._listeners or (
             self.parent is not None and self.parent.has(identifier)
         )
+
+    def fire_sync(self, identifier: str, *args: Any) -> None:
+        """Call every listener of an event fired from plain code (``sync_only``)."""
+        for fn in self.listeners(identifier):
+            result = fn(*args)
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                raise exc.InvalidRequestError(
+                    f"A listener of {identifier!r} returned an awaitable; the event fires "
+                    "in plain (non-async) code, so nothing would await it"
+                )
 
     async def fire(self, identifier: str, *args: Any) -> None:
         """Call every listener with ``args``, awaiting the coroutine ones."""

@@ -93,6 +93,9 @@ SESSION_EVENTS = frozenset(
     }
 )
 
+# Fired from plain code: a transaction begins on add() or on changing an object.
+SYNC_SESSION_EVENTS = frozenset({"after_transaction_create"})
+
 _CLEANUP_TIMEOUT = 5.0
 _session_ids = itertools.count(1)
 _sessions: weakref.WeakValueDictionary[int, AsyncSession] = weakref.WeakValueDictionary()
@@ -110,7 +113,7 @@ class _Dispatch:
                     parent = base.__dict__.get("_class_dispatch")
                     if parent is not None:
                         break
-                dispatcher = Dispatcher(SESSION_EVENTS, parent)
+                dispatcher = Dispatcher(SESSION_EVENTS, parent, SYNC_SESSION_EVENTS)
                 owner._class_dispatch = dispatcher  # type: ignore[attr-defined]
             return lambda name: dispatcher
         return lambda name: instance._dispatch
@@ -199,7 +202,9 @@ class AsyncSession:
         self.hash_key = next(_session_ids)
         _sessions[self.hash_key] = self
         class_dispatch = type(self)._dispatcher_for("before_flush")
-        self._dispatch = Dispatcher(SESSION_EVENTS, _parent_dispatch or class_dispatch)
+        self._dispatch = Dispatcher(
+            SESSION_EVENTS, _parent_dispatch or class_dispatch, SYNC_SESSION_EVENTS
+        )
 
     # -- context management --------------------------------------------------------
     async def __aenter__(self) -> Self:
@@ -679,6 +684,8 @@ class AsyncSession:
         for state in self._new:
             txn.pending[state] = None
         self._transaction = txn
+        if self._dispatch.has("after_transaction_create"):
+            self._dispatch.fire_sync("after_transaction_create", self, txn)
         return txn
 
     def _current(self, operation: str) -> SessionTransaction:
@@ -799,7 +806,8 @@ class AsyncSession:
                 parent.fail(err)
                 raise
             self._transaction = txn
-            await self._dispatch.fire("after_transaction_create", self, txn)
+            if self._dispatch.has("after_transaction_create"):
+                self._dispatch.fire_sync("after_transaction_create", self, txn)
             return txn
 
     async def flush(self, objects: Sequence[Any] | None = None) -> None:
@@ -2132,7 +2140,7 @@ class SessionFactory(Generic[_F]):
         self.bind = bind
         self.class_ = class_
         self.kw = kw
-        self._dispatch = Dispatcher(SESSION_EVENTS, parent)
+        self._dispatch = Dispatcher(SESSION_EVENTS, parent, SYNC_SESSION_EVENTS)
 
     def _dispatcher_for(self, identifier: str) -> Dispatcher:
         return self._dispatch

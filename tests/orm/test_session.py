@@ -886,6 +886,45 @@ async def test_session_events_with_plain_and_coroutine_listeners(engine: AsyncEn
     await session.close()
 
 
+async def test_after_transaction_create_for_every_level(engine: AsyncEngine) -> None:
+    """As SQLAlchemy: for autobegin (on add() too, before any IO), begin() and savepoints;
+    its listeners are plain functions, since add() is."""
+    created: list[Any] = []
+    ended: list[bool] = []
+
+    def on_create(sess: AsyncSession, txn: Any) -> None:
+        created.append(txn)
+
+    async with AsyncSession(engine) as session:
+        event.listen(session, "after_transaction_create", on_create)
+        event.listen(session, "after_transaction_end", lambda sess, txn: ended.append(txn.nested))
+
+        session.add(User(name="ann"))  # autobegins: no IO, still an event
+        assert created == [session.get_transaction()]
+        async with session.begin_nested():
+            assert created[-1] is session.get_nested_transaction()
+        await session.commit()
+        async with session.begin():
+            assert created[-1] is session.get_transaction()
+            await session.execute(select(User))
+        await session.execute(select(User))  # autobegins again
+    assert [(t.origin, t.nested) for t in created] == [
+        ("autobegin", False),
+        ("begin_nested", True),
+        ("begin", False),
+        ("autobegin", False),
+    ]
+    assert ended == [True, False, False, False]
+
+    async def coroutine_listener(sess: AsyncSession, txn: Any) -> None:
+        pass
+
+    with pytest.raises(ArgumentError, match="plain functions"):
+        event.listen(session, "after_transaction_create", coroutine_listener)
+    with pytest.raises(ArgumentError, match="plain functions"):
+        event.listen(AsyncSession, "after_transaction_create", coroutine_listener)
+
+
 async def test_before_flush_may_add_objects(session: AsyncSession) -> None:
     def add_audit(sess: AsyncSession, context: Any, instances: Any) -> None:
         if any(isinstance(o, User) for o in sess.new):

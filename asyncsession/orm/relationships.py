@@ -828,20 +828,12 @@ class _Owned:
             check_single_parent(self._prop, item)
 
     def _check_joining(self, items: Sequence[Any], checked: bool = False) -> None:
-        """Check items about to join, all before any of them does: on a single_parent
-        relationship, one item twice would give it two parents."""
-        for item in items:
-            if not checked:
+        """Check items about to join, all before any of them does."""
+        if not checked:
+            for item in items:
                 self._check(item)
-            if self._prop.single_parent:
-                check_single_parent(self._prop, item)
-        if self._prop.single_parent and len({id(x) for x in items}) < len(items):
-            twice = next(x for i, x in enumerate(items) if any(y is x for y in items[:i]))
-            raise exc.InvalidRequestError(
-                f"Can't add {type(twice).__name__} object {twice!r:.60} to "
-                f"{self._prop.describe()} twice: {self._prop.describe()} has "
-                "single_parent=True, so each member has one parent"
-            )
+        if self._prop.single_parent:
+            check_single_parents(self._prop, items)
 
     def _added(self, item: Any) -> None:
         owner = self._owner.obj_ref()
@@ -1313,6 +1305,25 @@ def check_single_parent(prop: RelationshipProperty[Any], item: Any) -> None:
         )
 
 
+def check_single_parents(
+    prop: RelationshipProperty[Any], items: Sequence[Any], members_now: Sequence[Any] = ()
+) -> None:
+    """:func:`check_single_parent` for several items about to be ``prop``'s members, all
+    before any joins: none may have another parent (members already in ``members_now``
+    keep theirs), and none may come twice, which would give it two."""
+    seen: set[int] = set()
+    for item in items:
+        if id(item) in seen:
+            raise exc.InvalidRequestError(
+                f"Can't add {type(item).__name__} object {item!r:.60} to {prop.describe()} "
+                f"twice: {prop.describe()} has single_parent=True, so each member has one "
+                "parent"
+            )
+        seen.add(id(item))
+        if not _contains(members_now, item):
+            check_single_parent(prop, item)
+
+
 def mark_parent(prop: RelationshipProperty[Any], item: Any, has_parent: bool) -> None:
     """Record that ``item`` joined (or left) a parent along ``prop``, if single_parent."""
     if prop.single_parent and item is not None:
@@ -1490,15 +1501,7 @@ class RelationshipAttribute(Generic[_T]):
         d = instance.__dict__
         old = d.get(self.key, NO_VALUE)
         if prop.single_parent:
-            current = list(members(old))
-            joining = [item for item in items if not _contains(current, item)]
-            for item in joining:
-                check_single_parent(prop, item)
-            if len({id(x) for x in items}) < len(items):
-                raise exc.InvalidRequestError(
-                    f"Can't set {prop.describe()} to a collection holding a member twice: "
-                    "it has single_parent=True, so each member has one parent"
-                )
+            check_single_parents(prop, items, list(members(old)))
         if old is NO_VALUE and state.key is not None:
             raise exc.UnloadedAttributeError(
                 f"Can't replace {prop.describe()}: the collection is not loaded, and the flush "
